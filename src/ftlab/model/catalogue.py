@@ -1,0 +1,162 @@
+"""The kernel's function catalogue: one record per traceable call site, in record order.
+
+Kernel counterpart: the ftrace_pages built by ftrace_process_locs() from the __mcount_loc section,
+as listed by tracefs ``available_filter_functions`` (kernel/trace/ftrace.c: t_show). Each record
+gets a stable synthetic address, ascending in record order, so ``ip`` <-> record index is O(1).
+Duplicate names (static functions of one name in several files) stay distinct records;
+``__ftrace_invalid_address___<n>`` records (discarded weak functions) are kept and are DISABLED.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+from importlib import resources
+from typing import Iterable, Sequence
+
+from ..errors import InputError
+
+#: First synthetic address (x86_64 kernel text starts at 0xffffffff81000000).
+IP_BASE = 0xFFFFFFFF81000000
+#: Distance between two synthetic record addresses.
+IP_STRIDE = 0x40
+#: Prefix of records of discarded weak functions (kernel/trace/ftrace.c: FTRACE_INVALID_FUNCTION).
+INVALID_PREFIX = "__ftrace_invalid_address___"
+#: The embedded default: Debian 12's linux-image-6.1.0-56-amd64 (6.1.192-2), vmlinux records only.
+EMBEDDED_NAME = "debian-6.1.0-56-amd64"
+_EMBEDDED_FILE = f"{EMBEDDED_NAME}.available_filter_functions.gz"
+
+
+class Catalogue:
+    """An immutable list of traceable functions (records) with synthetic addresses."""
+
+    __slots__ = ("source", "names", "_by_name", "invalid", "__weakref__")
+
+    def __init__(self, names: Sequence[str], source: str = "<synthetic>") -> None:
+        self.source = source
+        self.names: tuple[str, ...] = tuple(names)
+        by_name: dict[str, list[int]] = {}
+        for i, n in enumerate(self.names):
+            by_name.setdefault(n, []).append(i)
+        self._by_name = {n: tuple(v) for n, v in by_name.items()}
+        self.invalid = frozenset(i for i, n in enumerate(self.names) if n.startswith(INVALID_PREFIX))
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def synthetic(cls, names: Iterable[str]) -> "Catalogue":
+        """A small catalogue for tests: the given names in the given order."""
+        names = list(names)
+        if not names:
+            raise InputError("a catalogue needs at least one function")
+        return cls(names, "<synthetic>")
+
+    @classmethod
+    def from_text(cls, text: str, source: str) -> "Catalogue":
+        """Parse the text of an ``available_filter_functions`` file (one name per line).
+
+        Lines of modules (``name [module]``) keep only the name. Raises :class:`InputError` naming
+        ``source:line`` for a malformed line, and for an empty file.
+        """
+        names: list[str] = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            s = line.strip()
+            if not s:
+                continue
+            parts = s.split()
+            if len(parts) == 2 and parts[1].startswith("[") and parts[1].endswith("]"):
+                parts = parts[:1]
+            if len(parts) != 1 or not _is_symbol(parts[0]):
+                raise InputError(f"not a function name: {s[:60]!r}", f"{source}:{lineno}")
+            names.append(parts[0])
+        if not names:
+            raise InputError("empty catalogue (no function names)", source)
+        return cls(names, source)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> "Catalogue":
+        """Load another kernel's ``available_filter_functions`` (plain or ``.gz``)."""
+        p = os.fspath(path)
+        if os.path.isdir(p):
+            raise InputError("is a directory, not a catalogue file", p)
+        try:
+            with open(p, "rb") as f:
+                raw = f.read()
+        except OSError as e:
+            raise InputError(f"cannot read catalogue: {e.strerror}", p) from None
+        if raw[:2] == b"\x1f\x8b":
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError) as e:
+                raise InputError(f"corrupt gzip file: {e}", p) from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"not a text file (byte {e.start} is not UTF-8)", p) from None
+        return cls.from_text(text, p)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=1)
+    def embedded() -> "Catalogue":
+        """The embedded default catalogue (38,252 records of Debian's 6.1.0-56-amd64)."""
+        data = resources.files("ftlab.data").joinpath(_EMBEDDED_FILE).read_bytes()
+        return Catalogue(gzip.decompress(data).decode("utf-8").split(), EMBEDDED_NAME)
+
+    # -- records -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        return f"Catalogue({self.source!r}, {len(self.names)} records)"
+
+    def ip(self, index: int) -> int:
+        """Synthetic address of record ``index``."""
+        return IP_BASE + index * IP_STRIDE
+
+    def index(self, ip: int) -> int | None:
+        """Record index of ``ip``, or None when ``ip`` is not a call site (ftrace_location)."""
+        off = ip - IP_BASE
+        if off < 0 or off % IP_STRIDE:
+            return None
+        i = off // IP_STRIDE
+        return i if i < len(self.names) else None
+
+    def name_of_ip(self, ip: int) -> str:
+        """Name of the record at ``ip`` (caller guarantees ``ip`` is a call site)."""
+        return self.names[(ip - IP_BASE) // IP_STRIDE]
+
+    def indices(self, name: str) -> tuple[int, ...]:
+        """All records named ``name`` (several for duplicated static functions), in record order."""
+        return self._by_name.get(name, ())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def lookup(self, name: str, sympos: int = 0, where: str | None = None) -> int:
+        """The ip of function ``name``; ``sympos`` (1-based, 0 = the only one) picks a duplicate.
+
+        Mirrors klp_find_object_symbol's rule: with sympos 0 the name must be unique.
+        Raises :class:`InputError` for an unknown name or an ambiguous / out-of-range sympos.
+        """
+        idx = self._by_name.get(name)
+        if not idx:
+            raise InputError(f"unknown function {name!r} (not in catalogue {self.source})", where)
+        if sympos == 0:
+            if len(idx) > 1:
+                raise InputError(f"function {name!r} occurs {len(idx)} times; give old_sympos 1..{len(idx)}",
+                                 where)
+            return self.ip(idx[0])
+        if not 1 <= sympos <= len(idx):
+            raise InputError(f"function {name!r} has {len(idx)} occurrence(s); sympos {sympos} is out of range",
+                             where)
+        return self.ip(idx[sympos - 1])
+
+    def unique_names(self) -> int:
+        return len(self._by_name)
+
+    def duplicate_names(self) -> int:
+        return sum(1 for v in self._by_name.values() if len(v) > 1)
+
+
+def _is_symbol(s: str) -> bool:
+    return all(c.isalnum() or c in "_.$" for c in s)

@@ -1,0 +1,86 @@
+"""Flag bits of ftrace_ops and dyn_ftrace, and the ftrace_ops_cmd enum.
+
+Kernel source: include/linux/ftrace.h (enum of FTRACE_OPS_FL_*, enum of FTRACE_FL_*,
+FTRACE_REF_MAX_SHIFT) as of the seed's series ("ftrace: host klp and bpf trampoline together",
+v2, patch 3/5 adds FTRACE_OPS_FL_SHARE_IPMODIFY and enum ftrace_ops_cmd). The values are the
+kernel's, so rendered flags compare directly with a real kernel's.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class FTRACE_OPS_FL(enum.IntFlag):
+    """ftrace_ops->flags (include/linux/ftrace.h; SHARE_IPMODIFY exists only under seed-v2)."""
+
+    ENABLED = 1 << 0
+    DYNAMIC = 1 << 1
+    SAVE_REGS = 1 << 2
+    SAVE_REGS_IF_SUPPORTED = 1 << 3
+    RECURSION = 1 << 4
+    STUB = 1 << 5
+    INITIALIZED = 1 << 6
+    DELETED = 1 << 7
+    ADDING = 1 << 8
+    REMOVING = 1 << 9
+    MODIFYING = 1 << 10
+    ALLOC_TRAMP = 1 << 11
+    IPMODIFY = 1 << 12
+    PID = 1 << 13
+    RCU = 1 << 14
+    TRACE_ARRAY = 1 << 15
+    PERMANENT = 1 << 16
+    DIRECT = 1 << 17
+    SHARE_IPMODIFY = 1 << 18
+
+
+class FTRACE_FL(enum.IntFlag):
+    """dyn_ftrace->flags (include/linux/ftrace.h, identical in 5.18, v2-era and 6.1).
+
+    The low FTRACE_REF_MAX_SHIFT bits hold the reference count; there are no CALL_OPS bits
+    (those came with 6.3).
+    """
+
+    ENABLED = 1 << 31
+    REGS = 1 << 30
+    REGS_EN = 1 << 29
+    TRAMP = 1 << 28
+    TRAMP_EN = 1 << 27
+    IPMODIFY = 1 << 26
+    DISABLED = 1 << 25
+    DIRECT = 1 << 24
+    DIRECT_EN = 1 << 23
+
+
+FTRACE_REF_MAX_SHIFT = 23
+FTRACE_REF_MAX = (1 << FTRACE_REF_MAX_SHIFT) - 1
+
+
+def ftrace_rec_count(flags: int) -> int:
+    """ftrace_rec_count(): the reference count held in the low bits of dyn_ftrace->flags."""
+    return flags & FTRACE_REF_MAX
+
+
+class ftrace_ops_cmd(enum.IntEnum):
+    """enum ftrace_ops_cmd as the seed (v2 3/5, include/linux/ftrace.h) defines it.
+
+    Linux 6.1 renumbers and renames these (ENABLE_SHARE_IPMODIFY_SELF / _PEER,
+    DISABLE_SHARE_IPMODIFY_PEER); that policy defines its own enum.
+    """
+
+    FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY = 0
+    FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY = 1
+
+
+def ops_flag_names(flags: int) -> str:
+    """Render ftrace_ops flags as ``DIRECT|SAVE_REGS|...`` in bit order (kernel names)."""
+    names = [f.name for f in FTRACE_OPS_FL if flags & f.value]
+    return "|".join(names) if names else "0"
+
+
+def rec_flag_names(flags: int) -> str:
+    """Render dyn_ftrace flags as ``ENABLED|REGS|...`` plus ``count=N``."""
+    names = [f.name for f in FTRACE_FL if flags & f.value]
+    names.append(f"count={ftrace_rec_count(flags)}")
+    return "|".join(names)
