@@ -29,3 +29,12 @@ class InputError(FtlabError):
 
 class ModelError(FtlabError):
     """The model was driven into a state the kernel forbids (lock misuse, impossible call)."""
+
+
+class KernelOops(FtlabError):
+    """The modelled kernel hit a BUG / Oops (for instance a NULL pointer dereference).
+
+    The task that ran the path is dead: whatever locks it held stay held, as after a real oops;
+    the kernel's event log has a ``BUG`` entry. Raised out of the model so that no caller
+    continues as if the call had returned; shells report it as the step's result ``Oops``.
+    """

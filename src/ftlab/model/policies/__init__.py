@@ -1,0 +1,92 @@
+"""Policies: the parts of the ftrace hook core that differ between kernel versions.
+
+Each policy is one sibling module of this package (``seed_v2`` now; ``linux_5_18`` and
+``linux_6_1`` join it) holding only the functions whose behaviour differs, under the kernel's
+names, each with a docstring naming the kernel version and ``file: function``. Everything shared
+lives in :mod:`ftlab.model.ftrace` and :mod:`ftlab.model.direct`, which reach a policy only
+through ``k.policy.<function>``.
+
+A policy module must define:
+
+* ``NAME`` and ``DESCRIPTION``;
+* ``ftrace_ops_cmd`` (its enum) and ``MULTI_FLAGS``;
+* ``HAS_OPS_FUNC`` / ``HAS_SHARE_IPMODIFY_FLAG`` booleans;
+* ``register_ftrace_function(k, ops)``, ``unregister_ftrace_function(k, ops)``;
+* ``__ftrace_hash_update_ipmodify(k, ops, old_hash, new_hash)``;
+* ``register_ftrace_direct_multi(k, ops, addr)``, ``unregister_ftrace_direct_multi(k, ops, addr)``,
+  ``modify_ftrace_direct_multi(k, ops, addr)``, ``modify_ftrace_direct_multi_nolock(k, ops, addr)``.
+
+Adding a kernel version means adding one module here and one line to ``_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+from ...errors import InputError
+
+#: Policy name -> module (relative to this package).
+_MODULES = {
+    "seed-v2": "seed_v2",
+}
+
+_REQUIRED = (
+    "NAME", "DESCRIPTION", "ftrace_ops_cmd", "MULTI_FLAGS", "HAS_OPS_FUNC", "HAS_SHARE_IPMODIFY_FLAG",
+    "register_ftrace_function", "unregister_ftrace_function", "__ftrace_hash_update_ipmodify",
+    "register_ftrace_direct_multi", "unregister_ftrace_direct_multi",
+    "modify_ftrace_direct_multi", "modify_ftrace_direct_multi_nolock",
+)
+
+
+class Policy:
+    """A frozen handle on one policy module; attribute access reaches the module's names."""
+
+    __slots__ = ("name", "module")
+
+    def __init__(self, name: str, module: ModuleType) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "module", module)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.module, attr)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        raise AttributeError("Policy is immutable")
+
+    def __deepcopy__(self, memo: dict) -> "Policy":
+        return self
+
+    def __copy__(self) -> "Policy":
+        return self
+
+    def __reduce__(self) -> tuple:
+        return (get_policy, (self.name,))
+
+    def __repr__(self) -> str:
+        return f"<Policy {self.name}>"
+
+
+_cache: dict[str, Policy] = {}
+
+
+def policy_names() -> list[str]:
+    """Names of every known policy."""
+    return list(_MODULES)
+
+
+def get_policy(name: str) -> Policy:
+    """The policy called ``name``; :class:`InputError` for an unknown one."""
+    p = _cache.get(name)
+    if p is not None:
+        return p
+    modname = _MODULES.get(name)
+    if modname is None:
+        raise InputError(f"unknown policy {name!r} (known: {', '.join(_MODULES)})")
+    module = importlib.import_module(f"{__name__}.{modname}")
+    missing = [a for a in _REQUIRED if not hasattr(module, a)]
+    if missing:  # pragma: no cover - a development error
+        raise TypeError(f"policy module {modname} lacks {', '.join(missing)}")
+    p = _cache[name] = Policy(name, module)
+    return p

@@ -1,0 +1,166 @@
+"""The modelled kernel: all ftrace state of one kernel instance, in one object.
+
+Pure state, no I/O, no globals: records (sparse), ftrace_ops_list, direct_functions, locks, the
+global trace function, ftrace_enabled / ftrace_disabled, and a log of kernel events (WARN,
+messages). The policy (which kernel version's rules apply) is a frozen value chosen at
+construction; see :mod:`ftlab.model.policies`.
+
+Records are stored sparsely: ``recs`` maps a record index to its dyn_ftrace flags only while the
+flags differ from the boot value (0, or FTRACE_FL_DISABLED for an invalid weak-function record),
+so a state over the 38,252-record catalogue costs what its hooked functions cost, and copies and
+canonical forms stay small.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Iterator, NamedTuple
+
+from .catalogue import Catalogue
+from .flags import FTRACE_FL, FTRACE_OPS_FL, ftrace_rec_count
+from .locks import SEQUENTIAL
+from .ops import Addr, ftrace_ops
+from .policies import Policy, get_policy
+
+#: Base of run-time allocated ftrace trampolines (module area on x86_64).
+TRAMP_BASE = 0xFFFFFFFFC0000000
+TRAMP_SIZE = 0x1000
+
+
+class dyn_ftrace(NamedTuple):
+    """struct dyn_ftrace (include/linux/ftrace.h): one call site's address and flags (a snapshot)."""
+
+    ip: int
+    flags: int
+
+    @property
+    def count(self) -> int:
+        return ftrace_rec_count(self.flags)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the kernel printed or tripped over: ``kind`` is WARN, BUG, INFO or ERR."""
+
+    kind: str
+    where: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.where}: {self.text}"
+
+
+class Kernel:
+    """One modelled kernel instance.
+
+    ``Kernel()`` uses the embedded Debian 6.1 catalogue and the seed's policy; pass
+    ``catalogue=Catalogue.synthetic([...])`` for small models and ``policy=`` for another
+    kernel's rules.
+    """
+
+    def __init__(self, catalogue: Catalogue | None = None, policy: str | Policy = "seed-v2",
+                 arch: str = "x86_64") -> None:
+        self.cat = catalogue if catalogue is not None else Catalogue.embedded()
+        self.policy: Policy = policy if isinstance(policy, Policy) else get_policy(policy)
+        self.arch = arch
+        self.recs: dict[int, int] = {}
+        self.ftrace_ops_list: list[ftrace_ops] = []  # head first (add_ftrace_ops inserts at head)
+        self.direct_functions: dict[int, Addr] = {}  # ip -> direct trampoline
+        self.locks: dict[str, str] = {}              # lock name -> holder task
+        self.current = "task"                        # the task running kernel code now
+        self.sched = SEQUENTIAL
+        self.ftrace_enabled = True                   # sysctl kernel.ftrace_enabled
+        self.ftrace_disabled = False                 # set by ftrace_kill()
+        self.ftrace_start_up = 0
+        self.ftrace_trace_function: Addr = "ftrace_stub"
+        self.saved_ftrace_func: Addr = "ftrace_stub"
+        self.removed_ops: ftrace_ops | None = None
+        self.trampolines: dict[int, str] = {}        # allocated ops trampoline -> ops name
+        self.events: list[Event] = []
+        self._warned_once: set[str] = set()
+        self._dirty: set[int] = set()                # records touched since the last code update
+        #: Static objects of kernel/trace/ftrace.c that the model needs (tmp_ops of
+        #: __modify_ftrace_direct_multi); created lazily by the code that uses them.
+        self.statics: dict[str, Any] = {}
+        #: Client subsystems attach their global state here (klp, bpf, kprobes, tracer).
+        self.subsys: dict[str, Any] = {}
+
+    # -- records -------------------------------------------------------------------------------
+    def rec_index(self, ip: int) -> int:
+        i = self.cat.index(ip)
+        assert i is not None, f"{ip:#x} is not a call site"
+        return i
+
+    def _boot_flags(self, i: int) -> int:
+        return FTRACE_FL.DISABLED if i in self.cat.invalid else 0
+
+    def get_flags(self, i: int) -> int:
+        """dyn_ftrace->flags of record ``i``."""
+        f = self.recs.get(i)
+        return f if f is not None else (FTRACE_FL.DISABLED if i in self.cat.invalid else 0)
+
+    def set_flags(self, i: int, flags: int) -> None:
+        if flags == self._boot_flags(i):
+            self.recs.pop(i, None)
+        else:
+            self.recs[i] = flags
+
+    def rec(self, ip: int) -> dyn_ftrace:
+        """The dyn_ftrace of call site ``ip``."""
+        return dyn_ftrace(ip, self.get_flags(self.rec_index(ip)))
+
+    def rec_by_name(self, name: str, sympos: int = 0) -> dyn_ftrace:
+        return self.rec(self.cat.lookup(name, sympos))
+
+    def touched_records(self) -> Iterator[dyn_ftrace]:
+        """Records whose flags differ from boot, in record order."""
+        for i in sorted(self.recs):
+            yield dyn_ftrace(self.cat.ip(i), self.recs[i])
+
+    def enabled_records(self) -> Iterator[dyn_ftrace]:
+        """Records with FTRACE_FL_ENABLED (what tracefs enabled_functions lists), in record order."""
+        for r in self.touched_records():
+            if r.flags & FTRACE_FL.ENABLED:
+                yield r
+
+    # -- events --------------------------------------------------------------------------------
+    def warn(self, where: str, text: str, once: bool = False) -> None:
+        """WARN_ON / WARN_ON_ONCE: record a kernel warning (``once``: only the first time)."""
+        if once:
+            key = f"{where}:{text}"
+            if key in self._warned_once:
+                return
+            self._warned_once.add(key)
+        self.events.append(Event("WARN", where, text))
+
+    def log(self, kind: str, where: str, text: str) -> None:
+        self.events.append(Event(kind, where, text))
+
+    @property
+    def warnings(self) -> list[Event]:
+        return [e for e in self.events if e.kind == "WARN"]
+
+    # -- copies and canonical forms ----------------------------------------------------------
+    def copy(self) -> "Kernel":
+        """A deep copy (ops and client objects reachable from the state are copied along)."""
+        return copy.deepcopy(self)
+
+    def key(self) -> tuple:
+        """A canonical, hashable form of the kernel-side state (for equality and explorers).
+
+        Events are left out: they are a log, not state.
+        """
+        return (
+            self.policy.name,
+            tuple(sorted(self.recs.items())),
+            tuple(op.key() for op in self.ftrace_ops_list),
+            tuple(sorted(self.direct_functions.items(), key=lambda kv: kv[0])),
+            tuple(sorted(self.locks.items())),
+            self.ftrace_enabled, self.ftrace_disabled, self.ftrace_start_up,
+            self.ftrace_trace_function, tuple(sorted(self.trampolines.items())),
+        )
+
+    def __repr__(self) -> str:
+        return (f"<Kernel policy={self.policy.name} {len(self.cat)} records, "
+                f"{len(self.ftrace_ops_list)} ops, {len(self.recs)} touched>")

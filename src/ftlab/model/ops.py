@@ -1,0 +1,74 @@
+"""struct ftrace_ops: one user of the ftrace hook.
+
+Kernel source: include/linux/ftrace.h (struct ftrace_ops; ``ops_func`` is added by the seed,
+v2 3/5, and kept by Linux 6.1; 5.18 has none). Policy-independent data.
+
+``func`` and ``trampoline`` are code addresses. The model writes a code address as the kernel
+symbol it names (``"call_direct_funcs"``, ``"ftrace_regs_caller"``), or as an ``int`` for memory
+allocated at run time (an ops trampoline made by create_trampoline), which is how %pS prints it.
+``0``/``None`` are the kernel's NULL.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from .flags import FTRACE_OPS_FL, ops_flag_names
+from .hash import EMPTY_HASH, ftrace_ops_hash
+
+#: A code address: a kernel symbol name, a run-time allocated address, or 0 (NULL).
+Addr = str | int
+
+#: ftrace_ops_func_t (seed v2 3/5): ``int (*)(struct ftrace_ops *op, enum ftrace_ops_cmd cmd)``.
+OpsFunc = Callable[["ftrace_ops", int], int]
+
+
+class ftrace_ops:
+    """struct ftrace_ops (include/linux/ftrace.h).
+
+    ``name`` is the model's label for the object (``"klp_ops[cmdline_proc_show]"``); it has no
+    kernel counterpart but makes views readable. ``core_data`` says whether the object lives in
+    core kernel data (a static ops such as global_ops or kprobe_ftrace_ops), which decides
+    FTRACE_OPS_FL_DYNAMIC in __register_ftrace_function.
+    """
+
+    __slots__ = ("name", "func", "flags", "private", "ops_func", "trampoline", "trampoline_size",
+                 "saved_func", "local_hash", "func_hash", "old_hash", "core_data", "__weakref__")
+
+    def __init__(self, name: str, func: Addr | None = None, flags: int = 0, *, private: Any = None,
+                 ops_func: Optional[OpsFunc] = None, trampoline: Addr = 0,
+                 core_data: bool = False) -> None:
+        self.name = name
+        self.func: Addr | None = func
+        self.flags = int(flags)
+        self.private = private
+        self.ops_func = ops_func
+        self.trampoline: Addr = trampoline
+        self.trampoline_size = 0
+        self.saved_func: Addr | None = None
+        self.local_hash = ftrace_ops_hash(f"regex_lock[{name}]")
+        # Before ftrace_ops_init() the kernel's func_hash is NULL; the model points it at
+        # local_hash only once INITIALIZED, like the kernel.
+        self.func_hash: ftrace_ops_hash | None = None
+        self.old_hash = ftrace_ops_hash(f"old_hash[{name}]", None, None)
+        self.core_data = core_data
+
+    # -- convenience ---------------------------------------------------------------------------
+    @property
+    def hash(self) -> ftrace_ops_hash:
+        """func_hash once initialised, else local_hash (what ftrace_ops_init will install)."""
+        return self.func_hash if self.func_hash is not None else self.local_hash
+
+    def has(self, flag: FTRACE_OPS_FL) -> bool:
+        return bool(self.flags & flag)
+
+    def __repr__(self) -> str:
+        return f"<ftrace_ops {self.name} {ops_flag_names(self.flags)}>"
+
+    def key(self) -> tuple:
+        """Hashable value of this ops (canonical state forms)."""
+        return (self.name, self.flags, self.func, self.trampoline, self.hash.key(),
+                self.ops_func is not None)
+
+
+__all__ = ["ftrace_ops", "Addr", "OpsFunc", "EMPTY_HASH"]
