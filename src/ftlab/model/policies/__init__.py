@@ -14,7 +14,11 @@ A policy module must define:
 * ``register_ftrace_function(k, ops)``, ``unregister_ftrace_function(k, ops)``;
 * ``__ftrace_hash_update_ipmodify(k, ops, old_hash, new_hash)``;
 * ``register_ftrace_direct_multi(k, ops, addr)``, ``unregister_ftrace_direct_multi(k, ops, addr)``,
-  ``modify_ftrace_direct_multi(k, ops, addr)``, ``modify_ftrace_direct_multi_nolock(k, ops, addr)``.
+  ``modify_ftrace_direct_multi(k, ops, addr)``.
+
+A function that a kernel version does not have (``modify_ftrace_direct_multi_nolock`` before the
+series, ``cleanup_direct_functions_after_ipmodify`` before 6.0) is simply absent from its module;
+calling it raises :class:`~ftlab.errors.ModelError` naming the policy.
 
 Adding a kernel version means adding one module here and one line to ``_MODULES``.
 """
@@ -25,18 +29,20 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-from ...errors import InputError
+from ...errors import InputError, ModelError
 
 #: Policy name -> module (relative to this package).
 _MODULES = {
+    "linux-5.18": "linux_5_18",
     "seed-v2": "seed_v2",
+    "linux-6.1": "linux_6_1",
 }
 
 _REQUIRED = (
-    "NAME", "DESCRIPTION", "ftrace_ops_cmd", "MULTI_FLAGS", "HAS_OPS_FUNC", "HAS_SHARE_IPMODIFY_FLAG",
-    "register_ftrace_function", "unregister_ftrace_function", "__ftrace_hash_update_ipmodify",
-    "register_ftrace_direct_multi", "unregister_ftrace_direct_multi",
-    "modify_ftrace_direct_multi", "modify_ftrace_direct_multi_nolock",
+    "NAME", "DESCRIPTION", "KERNEL", "ftrace_ops_cmd", "MULTI_FLAGS", "HAS_OPS_FUNC",
+    "HAS_SHARE_IPMODIFY_FLAG", "register_ftrace_function", "unregister_ftrace_function",
+    "__ftrace_hash_update_ipmodify", "register_ftrace_direct_multi",
+    "unregister_ftrace_direct_multi", "modify_ftrace_direct_multi",
 )
 
 
@@ -50,7 +56,14 @@ class Policy:
         object.__setattr__(self, "module", module)
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(self.module, attr)
+        try:
+            return getattr(self.module, attr)
+        except AttributeError:
+            raise ModelError(f"{attr} does not exist in {self.name} ({self.module.KERNEL})") from None
+
+    def has(self, attr: str) -> bool:
+        """Does this kernel version have ``attr``."""
+        return hasattr(self.module, attr)
 
     def __setattr__(self, attr: str, value: Any) -> None:
         raise AttributeError("Policy is immutable")

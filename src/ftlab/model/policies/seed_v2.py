@@ -43,6 +43,7 @@ F = FTRACE_OPS_FL
 R = FTRACE_FL
 
 NAME = "seed-v2"
+KERNEL = "bpf-next + v2 series, June 2022"
 DESCRIPTION = "Song Liu's v2 series (June 2022): FTRACE_OPS_FL_SHARE_IPMODIFY, ops_func ENABLE/DISABLE"
 HAS_OPS_FUNC = True
 HAS_SHARE_IPMODIFY_FLAG = True
