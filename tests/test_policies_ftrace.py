@@ -219,3 +219,23 @@ def test_5_18_legacy_direct_api_second_function_and_modify_and_unregister():
     assert pol.unregister_ftrace_direct(k, ip(k, "fb"), "t2") == 0
     assert k.direct_functions == {} and [o.name for o in k.ftrace_ops_list] == [] and k.locks == {}
     assert all(not r.flags & R.ENABLED for r in k.touched_records())
+
+
+@pytest.mark.parametrize("arch,direct_ok,tramp", [("x86_64", True, True), ("arm64", False, False),
+                                                   ("ppc64le", False, False), ("s390x", True, False)])
+def test_arch_profiles_change_what_the_model_allows(arch, direct_ok, tramp):
+    k = Kernel(Catalogue.synthetic(["fa", "fb"]), policy="linux-6.1", arch=arch)
+    ret = direct.register_ftrace_direct_multi(k, dops(k, "sample", "fa"), "t")
+    assert ret == (0 if direct_ok else -Errno.ENODEV)
+    tracer = ftrace_ops("tracer", "function_trace_call")
+    ftrace.ftrace_set_filter_ip(k, tracer, ip(k, "fb"))
+    assert ftrace.register_ftrace_function(k, tracer) == 0
+    assert bool(k.rec(ip(k, "fb")).flags & R.TRAMP_EN) == tramp
+
+
+def test_unknown_arch_and_policy_are_input_errors():
+    from ftlab.errors import InputError
+    with pytest.raises(InputError, match="unknown arch 'mips'"):
+        Kernel(Catalogue.synthetic(["fa"]), arch="mips")
+    with pytest.raises(InputError, match="unknown policy"):
+        Kernel(Catalogue.synthetic(["fa"]), policy="linux-9.9")

@@ -9,6 +9,7 @@ variant of the seed's 2/5) are in the policy modules and dispatched from here.
 
 from __future__ import annotations
 
+from .errno import Errno
 from .flags import FTRACE_OPS_FL
 from .hash import ftrace_hash
 from .kernel import Kernel
@@ -38,8 +39,6 @@ def remove_direct_functions_hash(k: Kernel, hash: ftrace_hash | None, addr: Addr
 
 def check_direct_multi(k: Kernel, ops: ftrace_ops) -> int:
     """check_direct_multi() (ftrace.c): INITIALIZED and both MULTI_FLAGS bits, else -EINVAL."""
-    from .errno import Errno
-
     multi = k.policy.MULTI_FLAGS
     if not ops.flags & F.INITIALIZED:
         return -Errno.EINVAL
@@ -63,21 +62,34 @@ def tmp_ops(k: Kernel) -> ftrace_ops:
 # ---------------------------------------------------------------------------------------------
 # Public entry points: dispatch to the kernel's policy
 # ---------------------------------------------------------------------------------------------
+def _no_direct_calls(k: Kernel) -> bool:
+    """Without CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS the API is inline stubs returning -ENODEV."""
+    return not k.arch.direct_calls
+
+
 def register_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """register_ftrace_direct_multi() (ftrace.c) under ``k.policy``."""
+    """register_ftrace_direct_multi() (ftrace.c) under ``k.policy`` (-ENODEV stub without DIRECT_CALLS)."""
+    if _no_direct_calls(k):
+        return -Errno.ENODEV
     return k.policy.register_ftrace_direct_multi(k, ops, addr)
 
 
 def unregister_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
     """unregister_ftrace_direct_multi() (ftrace.c) under ``k.policy``."""
+    if _no_direct_calls(k):
+        return -Errno.ENODEV
     return k.policy.unregister_ftrace_direct_multi(k, ops, addr)
 
 
 def modify_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
     """modify_ftrace_direct_multi() (ftrace.c) under ``k.policy``."""
+    if _no_direct_calls(k):
+        return -Errno.ENODEV
     return k.policy.modify_ftrace_direct_multi(k, ops, addr)
 
 
 def modify_ftrace_direct_multi_nolock(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
     """modify_ftrace_direct_multi_nolock() (ftrace.c, added by the seed's v2 2/5) under ``k.policy``."""
+    if _no_direct_calls(k):
+        return -Errno.ENODEV
     return k.policy.modify_ftrace_direct_multi_nolock(k, ops, addr)

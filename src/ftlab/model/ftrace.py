@@ -140,7 +140,10 @@ def arch_ftrace_update_trampoline(k: Kernel, ops: ftrace_ops) -> None:
 
     An ops without a preset trampoline gets a private copy of ftrace_caller /
     ftrace_regs_caller (create_trampoline) and ALLOC_TRAMP; a preset trampoline is left alone.
+    Only x86_64 has per-ops trampolines; elsewhere this is the kernel's empty weak function.
     """
+    if not k.arch.per_ops_trampolines:
+        return
     if not ops.trampoline:
         slot = 0
         while TRAMP_BASE + slot * TRAMP_SIZE in k.trampolines:

@@ -17,6 +17,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
 
+from .arch import ArchProfile, get_arch
 from .catalogue import Catalogue
 from .flags import FTRACE_FL, FTRACE_OPS_FL, ftrace_rec_count
 from .locks import SEQUENTIAL
@@ -60,10 +61,10 @@ class Kernel:
     """
 
     def __init__(self, catalogue: Catalogue | None = None, policy: str | Policy = "seed-v2",
-                 arch: str = "x86_64") -> None:
+                 arch: str | ArchProfile = "x86_64") -> None:
         self.cat = catalogue if catalogue is not None else Catalogue.embedded()
         self.policy: Policy = policy if isinstance(policy, Policy) else get_policy(policy)
-        self.arch = arch
+        self.arch: ArchProfile = get_arch(arch)
         self.recs: dict[int, int] = {}
         self.ftrace_ops_list: list[ftrace_ops] = []  # head first (add_ftrace_ops inserts at head)
         self.direct_functions: dict[int, Addr] = {}  # ip -> direct trampoline
@@ -152,7 +153,7 @@ class Kernel:
         Events are left out: they are a log, not state.
         """
         return (
-            self.policy.name,
+            self.policy.name, self.arch.name,
             tuple(sorted(self.recs.items())),
             tuple(op.key() for op in self.ftrace_ops_list),
             tuple(sorted(self.direct_functions.items(), key=lambda kv: kv[0])),
@@ -162,5 +163,5 @@ class Kernel:
         )
 
     def __repr__(self) -> str:
-        return (f"<Kernel policy={self.policy.name} {len(self.cat)} records, "
+        return (f"<Kernel policy={self.policy.name} arch={self.arch.name} {len(self.cat)} records, "
                 f"{len(self.ftrace_ops_list)} ops, {len(self.recs)} touched>")
