@@ -12,10 +12,14 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import zlib
 from importlib import resources
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence, TypeVar
 
-from ..errors import InputError
+from ..errors import InputError, ModelError
+from .glob import match_records  # glob.py imports Catalogue only for type hints
+
+_T = TypeVar("_T")
 
 #: First synthetic address (x86_64 kernel text starts at 0xffffffff81000000).
 IP_BASE = 0xFFFFFFFF81000000
@@ -31,7 +35,7 @@ _EMBEDDED_FILE = f"{EMBEDDED_NAME}.available_filter_functions.gz"
 class Catalogue:
     """An immutable list of traceable functions (records) with synthetic addresses."""
 
-    __slots__ = ("source", "names", "_by_name", "invalid", "__weakref__")
+    __slots__ = ("source", "names", "_by_name", "invalid", "_derived", "__weakref__")
 
     def __init__(self, names: Sequence[str], source: str = "<synthetic>") -> None:
         self.source = source
@@ -41,6 +45,7 @@ class Catalogue:
             by_name.setdefault(n, []).append(i)
         self._by_name = {n: tuple(v) for n, v in by_name.items()}
         self.invalid = frozenset(i for i, n in enumerate(self.names) if n.startswith(INVALID_PREFIX))
+        self._derived: dict[str, object] = {}
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -87,7 +92,7 @@ class Catalogue:
         if raw[:2] == b"\x1f\x8b":
             try:
                 raw = gzip.decompress(raw)
-            except (OSError, EOFError) as e:
+            except (OSError, EOFError, zlib.error) as e:
                 raise InputError(f"corrupt gzip file: {e}", p) from None
         try:
             text = raw.decode("utf-8")
@@ -98,7 +103,12 @@ class Catalogue:
     @staticmethod
     @functools.lru_cache(maxsize=1)
     def embedded() -> "Catalogue":
-        """The embedded default catalogue (38,252 records of Debian's 6.1.0-56-amd64)."""
+        """The embedded default catalogue (38,252 records of Debian's 6.1.0-56-amd64), parsed once."""
+        return Catalogue.parse_embedded()
+
+    @staticmethod
+    def parse_embedded() -> "Catalogue":
+        """A freshly parsed copy of the embedded catalogue (uncached; :meth:`embedded` caches it)."""
         data = resources.files("ftlab.data").joinpath(_EMBEDDED_FILE).read_bytes()
         return Catalogue(gzip.decompress(data).decode("utf-8").split(), EMBEDDED_NAME)
 
@@ -108,6 +118,13 @@ class Catalogue:
 
     def __repr__(self) -> str:
         return f"Catalogue({self.source!r}, {len(self.names)} records)"
+
+    # Immutable: copies share it (a deep copy of a kernel state must not copy 38,252 records).
+    def __copy__(self) -> "Catalogue":
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> "Catalogue":
+        return self
 
     def ip(self, index: int) -> int:
         """Synthetic address of record ``index``."""
@@ -152,10 +169,42 @@ class Catalogue:
         return self.ip(idx[sympos - 1])
 
     def unique_names(self) -> int:
+        """Number of distinct names."""
         return len(self._by_name)
 
     def duplicate_names(self) -> int:
+        """Number of names that occur more than once (each counted once)."""
         return sum(1 for v in self._by_name.values() if len(v) > 1)
+
+    # -- filter tokens -------------------------------------------------------------------------
+    def match(self, token: str) -> list[int]:
+        """Record indices (record order) that a set_ftrace_filter token selects.
+
+        Delegates to :func:`ftlab.model.glob.match_records` (kernel/trace/ftrace.c: match_records);
+        see there for the token syntax. An empty list means the kernel fails the write with
+        -EINVAL. A token starting with ``!`` *removes* records, so this method, which returns a
+        plain selection, refuses it with :class:`~ftlab.errors.ModelError` (a caller bug): use
+        ``match_records(catalogue, token)``, which returns ``(negate, indices)``. A ``:mod:`` or
+        function-probe command raises :class:`~ftlab.errors.InputError`.
+        """
+        negate, indices = match_records(self, token)
+        if negate:
+            raise ModelError(f"Catalogue.match({token!r}): a '!' token removes records; "
+                             "use ftlab.model.glob.match_records, which returns the negation flag")
+        return indices
+
+    # -- derived data --------------------------------------------------------------------------
+    def derived(self, key: str, build: Callable[["Catalogue"], _T]) -> _T:
+        """``build(self)``, computed once per catalogue and kept under ``key`` (the catalogue is immutable).
+
+        For indexes other modules derive from the records (e.g. ftlab.model.glob's name table).
+        ``key`` should name the owning module, e.g. ``"glob.view"``.
+        """
+        try:
+            return self._derived[key]  # type: ignore[return-value]
+        except KeyError:
+            value = self._derived[key] = build(self)
+            return value
 
 
 def _is_symbol(s: str) -> bool:
