@@ -14,6 +14,7 @@ the warm-up). The table :data:`BENCHMARKS` keeps registration order.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -87,11 +88,27 @@ def run_benchmarks(quick: bool = False, benchmarks: list[Benchmark] | None = Non
     return [time_benchmark(b, runs) for b in (BENCHMARKS if benchmarks is None else benchmarks)]
 
 
+#: Figures derived from two results: (label, numerator benchmark, denominator benchmark).
+RATIOS: list[tuple[str, str, str]] = []
+
+
+def derived_figures(results: list[BenchResult]) -> list[tuple[str, float]]:
+    """The :data:`RATIOS` whose two benchmarks were both run: (label, median ratio)."""
+    by_name = {r.name: r for r in results}
+    out = []
+    for label, num, den in RATIOS:
+        if num in by_name and den in by_name and by_name[den].median_s > 0:
+            out.append((label, by_name[num].median_s / by_name[den].median_s))
+    return out
+
+
 def format_results(results: list[BenchResult]) -> str:
-    """Plain-text table: name, median, min (seconds) and runs."""
+    """Plain-text table: name, median, min (seconds) and runs, then derived ratios."""
     width = max([len("benchmark"), *(len(r.name) for r in results)])
     lines = [f"{'benchmark':<{width}}  {'median s':>10}  {'min s':>10}  runs\n"]
     lines.extend(f"{r.name:<{width}}  {r.median_s:>10.6f}  {r.min_s:>10.6f}  {r.runs:>4}\n" for r in results)
+    for label, value in derived_figures(results):
+        lines.append(f"{label}: {value:.2f}\n")
     return "".join(lines)
 
 
@@ -111,3 +128,78 @@ def _register_glob(token: str) -> None:
 
 for _token in ("*", "vfs_*", "*_proc_show", "security_*"):
     _register_glob(_token)
+
+
+# -- the ftrace core --------------------------------------------------------------------------
+def _one_function_cycle(cat: Catalogue) -> None:
+    """register + unregister of a live-patch-like ops on one function (seed-v2 policy)."""
+    from .model import ftrace
+    from .model.flags import FTRACE_OPS_FL as F
+    from .model.kernel import Kernel
+    from .model.ops import ftrace_ops
+
+    k = Kernel(cat, policy="seed-v2")
+    ip = cat.ip(len(cat) // 2)
+    for n in range(20):
+        ops = ftrace_ops(f"klp{n}", "klp_ftrace_handler", F.IPMODIFY | F.PERMANENT)
+        ftrace.ftrace_set_filter_ip(k, ops, ip)
+        ftrace.register_ftrace_function(k, ops)
+        ftrace.unregister_ftrace_function(k, ops)
+
+
+@functools.lru_cache(maxsize=1)
+def _catalogue_1k() -> Catalogue:
+    emb = Catalogue.embedded()
+    return Catalogue(emb.names[:1000], "first 1,000 records of the embedded catalogue")
+
+
+_REG_38K = "register+unregister 1-function ops x20, 38k records"
+_REG_1K = "register+unregister 1-function ops x20, 1k records"
+
+
+@register_benchmark(_REG_38K)
+def _bench_register_38k() -> None:
+    _one_function_cycle(Catalogue.embedded())
+
+
+@register_benchmark(_REG_1K)
+def _bench_register_1k() -> None:
+    _one_function_cycle(_catalogue_1k())
+
+
+RATIOS.append(("t(38k)/t(1k) per-registration cost ratio (target <= 1.2)", _REG_38K, _REG_1K))
+
+
+@register_benchmark("global ops (empty filter) register+unregister, 38k records")
+def _bench_global_ops() -> None:
+    from .model import ftrace
+    from .model.kernel import Kernel
+    from .model.ops import ftrace_ops
+
+    k = Kernel(Catalogue.embedded(), policy="seed-v2")
+    ops = ftrace_ops("global_ops", "function_trace_call", 0, core_data=True)
+    ftrace.register_ftrace_function(k, ops)
+    ftrace.unregister_ftrace_function(k, ops)
+
+
+@register_benchmark("Kernel.copy() with one live patch and one trampoline, 38k records")
+def _bench_copy() -> None:
+    _populated_kernel().copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _populated_kernel():  # type: ignore[no-untyped-def]
+    from .model import direct, ftrace
+    from .model.flags import FTRACE_OPS_FL as F
+    from .model.kernel import Kernel
+    from .model.ops import ftrace_ops
+
+    k = Kernel(Catalogue.embedded(), policy="seed-v2")
+    ip = k.cat.lookup("cmdline_proc_show")
+    d = ftrace_ops("bpf", None, F.SHARE_IPMODIFY)
+    ftrace.ftrace_set_filter_ip(k, d, ip)
+    direct.register_ftrace_direct_multi(k, d, "bpf_trampoline_1")
+    klp = ftrace_ops("klp", "klp_ftrace_handler", F.IPMODIFY | F.PERMANENT)
+    ftrace.ftrace_set_filter_ip(k, klp, ip)
+    ftrace.register_ftrace_function(k, klp)
+    return k

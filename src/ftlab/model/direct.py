@@ -10,12 +10,12 @@ variant of the seed's 2/5) are in the policy modules and dispatched from here.
 from __future__ import annotations
 
 from .errno import Errno
-from .flags import FTRACE_OPS_FL
+from .flags import OPSF
 from .hash import ftrace_hash
 from .kernel import Kernel
 from .ops import Addr, ftrace_ops
 
-F = FTRACE_OPS_FL
+F = OPSF
 
 #: call_direct_funcs (ftrace.c): the func of every direct ops; stores the direct trampoline of
 #: the traced ip in regs->orig_ax when called from the list function.

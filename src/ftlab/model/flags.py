@@ -84,3 +84,20 @@ def rec_flag_names(flags: int) -> str:
     names = [f.name for f in FTRACE_FL if flags & f.value]
     names.append(f"count={ftrace_rec_count(flags)}")
     return "|".join(names)
+
+
+class _IntConsts:
+    """The members of an IntFlag as plain ``int`` attributes (IntFlag arithmetic is slow in hot loops)."""
+
+    def __init__(self, flag_type: type[enum.IntFlag]) -> None:
+        for member in flag_type:
+            setattr(self, member.name, int(member.value))
+
+    def __getattr__(self, name: str) -> int:  # pragma: no cover - typing aid only
+        raise AttributeError(name)
+
+
+#: FTRACE_FL bits as ints, for the record-accounting hot paths.
+RECF = _IntConsts(FTRACE_FL)
+#: FTRACE_OPS_FL bits as ints.
+OPSF = _IntConsts(FTRACE_OPS_FL)

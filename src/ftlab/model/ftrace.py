@@ -27,15 +27,15 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 from .errno import Errno
-from .flags import FTRACE_FL, FTRACE_OPS_FL, FTRACE_REF_MAX, ftrace_rec_count
+from .flags import FTRACE_REF_MAX, OPSF, RECF, ftrace_rec_count
 from .hash import (EMPTY_HASH, ftrace_hash, ftrace_hash_empty, ftrace_lookup_ip, ftrace_ops_hash,
                    hash_contains_ip)
 from .kernel import TRAMP_BASE, TRAMP_SIZE, Kernel
 from .locks import mutex_lock, mutex_unlock
 from .ops import Addr, ftrace_ops
 
-F = FTRACE_OPS_FL
-R = FTRACE_FL
+F = OPSF
+R = RECF
 
 # ftrace_ops_list_func is a linker alias of arch_ftrace_ops_list_func (vmlinux.lds.h); the model
 # uses the name kallsyms prints.
@@ -356,54 +356,59 @@ def __ftrace_hash_rec_update(k: Kernel, ops: ftrace_ops, filter_hash: bool, inc:
     else:
         candidates = _indices_in_order(k, hash)  # type: ignore[arg-type]
 
+    # Plain ints in the loop: it runs once per record for a global ops.
     recs = k.recs
     invalid = cat.invalid
+    dirty = k._dirty
+    ip_of = cat.ip
+    REF = FTRACE_REF_MAX
+    DISABLED, ENABLED = R.DISABLED, R.ENABLED
+    DIRECT, TRAMP, REGS = R.DIRECT, R.TRAMP, R.REGS
     for i in candidates:
         flags = recs.get(i)
         if flags is None:
-            flags = R.DISABLED if i in invalid else 0
-        if skip_record(flags):
+            flags = DISABLED if i in invalid else 0
+        if flags & DISABLED and not flags & ENABLED:  # skip_record()
             continue
-        ip = cat.ip(i)
-        if all_recs:
+        ip = ip_of(i)
+        if all_recs or filter_hash:
             if ip in other_ips:
                 continue
-        elif filter_hash:
-            if ip in other_ips:
-                continue
-        else:
-            if not (ip in other_ips or other_empty):
-                continue
+        elif not (ip in other_ips or other_empty):
+            continue
         if inc:
             flags += 1
-            if FTRACE_WARN_ON(k, ftrace_rec_count(flags) == FTRACE_REF_MAX, "__ftrace_hash_rec_update",
+            if FTRACE_WARN_ON(k, flags & REF == REF, "__ftrace_hash_rec_update",
                               "record reference count overflow"):
                 k.set_flags(i, flags)
                 return False
             if is_direct:
-                flags |= R.DIRECT
-            if ftrace_rec_count(flags) == 1 and has_tramp:
-                flags |= R.TRAMP
+                flags |= DIRECT
+            if flags & REF == 1 and has_tramp:
+                flags |= TRAMP
             else:
-                flags &= ~R.TRAMP
+                flags &= ~TRAMP
             if save_regs:
-                flags |= R.REGS
+                flags |= REGS
         else:
-            if FTRACE_WARN_ON(k, ftrace_rec_count(flags) == 0, "__ftrace_hash_rec_update",
+            if FTRACE_WARN_ON(k, flags & REF == 0, "__ftrace_hash_rec_update",
                               "record reference count underflow"):
                 return False
             flags -= 1
             if is_direct:
-                flags &= ~R.DIRECT
-            if ftrace_rec_count(flags) > 0 and flags & R.REGS and save_regs:
+                flags &= ~DIRECT
+            if flags & REF > 0 and flags & REGS and save_regs:
                 if not test_rec_ops_needs_regs(k, ip):
-                    flags &= ~R.REGS
-            if ftrace_rec_count(flags) == 1 and ftrace_find_tramp_ops_any_other(k, ip, ops):
-                flags |= R.TRAMP
+                    flags &= ~REGS
+            if flags & REF == 1 and ftrace_find_tramp_ops_any_other(k, ip, ops):
+                flags |= TRAMP
             else:
-                flags &= ~R.TRAMP
-        k.set_flags(i, flags)
-        k._dirty.add(i)
+                flags &= ~TRAMP
+        if flags == (DISABLED if i in invalid else 0):
+            recs.pop(i, None)
+        else:
+            recs[i] = flags
+        dirty.add(i)
         if not update:
             update = ftrace_check_record(k, i, True, False) != FTRACE_UPDATE_IGNORE
     return update
@@ -473,42 +478,45 @@ def ftrace_hash_ipmodify_update(k: Kernel, ops: ftrace_ops, new_hash: ftrace_has
 def ftrace_check_record(k: Kernel, i: int, enable: bool, update: bool) -> int:
     """ftrace_check_record() (ftrace.c): what record ``i``'s call site needs; with ``update`` apply it."""
     flags = k.get_flags(i)
-    if skip_record(flags):
+    ENABLED, DISABLED = R.ENABLED, R.DISABLED
+    if flags & DISABLED and not flags & ENABLED:  # skip_record()
         return FTRACE_UPDATE_IGNORE
-    count = ftrace_rec_count(flags)
-    flag = R.ENABLED if (enable and count) else 0
+    REGS, REGS_EN, TRAMP, TRAMP_EN = R.REGS, R.REGS_EN, R.TRAMP, R.TRAMP_EN
+    DIRECT, DIRECT_EN = R.DIRECT, R.DIRECT_EN
+    count = flags & FTRACE_REF_MAX
+    flag = ENABLED if (enable and count) else 0
     if flag:
-        if (not flags & R.REGS) != (not flags & R.REGS_EN):
-            flag |= R.REGS
-        if (not flags & R.TRAMP) != (not flags & R.TRAMP_EN):
-            flag |= R.TRAMP
+        if (not flags & REGS) != (not flags & REGS_EN):
+            flag |= REGS
+        if (not flags & TRAMP) != (not flags & TRAMP_EN):
+            flag |= TRAMP
         if count == 1:
-            if (not flags & R.DIRECT) != (not flags & R.DIRECT_EN):
-                flag |= R.DIRECT
-        elif flags & R.DIRECT_EN:
-            flag |= R.DIRECT
-    if (flags & R.ENABLED) == flag:
+            if (not flags & DIRECT) != (not flags & DIRECT_EN):
+                flag |= DIRECT
+        elif flags & DIRECT_EN:
+            flag |= DIRECT
+    if (flags & ENABLED) == flag:
         return FTRACE_UPDATE_IGNORE
     if flag:
-        flag ^= flags & R.ENABLED
+        flag ^= flags & ENABLED
         if update:
-            flags |= R.ENABLED
-            if flag & R.REGS:
-                flags = flags | R.REGS_EN if flags & R.REGS else flags & ~R.REGS_EN
-            if flag & R.TRAMP:
-                flags = flags | R.TRAMP_EN if flags & R.TRAMP else flags & ~R.TRAMP_EN
-            if flag & R.DIRECT:
+            flags |= ENABLED
+            if flag & REGS:
+                flags = flags | REGS_EN if flags & REGS else flags & ~REGS_EN
+            if flag & TRAMP:
+                flags = flags | TRAMP_EN if flags & TRAMP else flags & ~TRAMP_EN
+            if flag & DIRECT:
                 if count == 1:
-                    flags = flags | R.DIRECT_EN if flags & R.DIRECT else flags & ~R.DIRECT_EN
+                    flags = flags | DIRECT_EN if flags & DIRECT else flags & ~DIRECT_EN
                 else:
-                    flags &= ~R.DIRECT_EN
+                    flags &= ~DIRECT_EN
             k.set_flags(i, flags)
-        return FTRACE_UPDATE_MAKE_CALL if flag & R.ENABLED else FTRACE_UPDATE_MODIFY_CALL
+        return FTRACE_UPDATE_MAKE_CALL if flag & ENABLED else FTRACE_UPDATE_MODIFY_CALL
     if update:
         if not count:
-            flags &= R.DISABLED
+            flags &= DISABLED
         else:
-            flags &= ~(R.ENABLED | R.TRAMP_EN | R.REGS_EN | R.DIRECT_EN)
+            flags &= ~(ENABLED | TRAMP_EN | REGS_EN | DIRECT_EN)
         k.set_flags(i, flags)
     return FTRACE_UPDATE_MAKE_NOP
 
@@ -678,6 +686,7 @@ def ftrace_shutdown(k: Kernel, ops: ftrace_ops, command: int = 0) -> int:
         ops.old_hash.notrace_hash = ops.hash.notrace_hash
         ftrace_run_update_code(k, command)
         if not k.ftrace_ops_list:
+            # sanity check: every record must be back to its boot flags (only DISABLED may stay)
             for r in list(k.touched_records()):
                 if FTRACE_WARN_ON(k, bool(r.flags & ~R.DISABLED), "ftrace_shutdown",
                                   f"{k.cat.name_of_ip(r.ip)} flags:{r.flags:x} after the last ops left"):

@@ -26,6 +26,7 @@ from .policies import Policy, get_policy
 
 #: Base of run-time allocated ftrace trampolines (module area on x86_64).
 TRAMP_BASE = 0xFFFFFFFFC0000000
+_DISABLED = int(FTRACE_FL.DISABLED)
 TRAMP_SIZE = 0x1000
 
 
@@ -94,12 +95,12 @@ class Kernel:
         return i
 
     def _boot_flags(self, i: int) -> int:
-        return FTRACE_FL.DISABLED if i in self.cat.invalid else 0
+        return _DISABLED if i in self.cat.invalid else 0
 
     def get_flags(self, i: int) -> int:
         """dyn_ftrace->flags of record ``i``."""
         f = self.recs.get(i)
-        return f if f is not None else (FTRACE_FL.DISABLED if i in self.cat.invalid else 0)
+        return f if f is not None else (_DISABLED if i in self.cat.invalid else 0)
 
     def set_flags(self, i: int, flags: int) -> None:
         if flags == self._boot_flags(i):

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import re
 
-from .flags import FTRACE_FL, FTRACE_OPS_FL, ftrace_rec_count, ops_flag_names
+from .flags import OPSF, RECF, ftrace_rec_count, ops_flag_names
 from .ftrace import (FTRACE_STUB, ftrace_find_rec_direct, ftrace_find_tramp_ops_any,
                      ftrace_find_tramp_ops_next, ftrace_ops_get_func)
 from .hash import ftrace_hash_empty
 from .kernel import Kernel
 from .ops import Addr, ftrace_ops
 
-R = FTRACE_FL
-F = FTRACE_OPS_FL
+R = RECF
+F = OPSF
 
 #: Symbol sizes as kallsyms reports them on Debian's 6.1.0-56-amd64 where observed
 #: (real-kernel-oracle.md); other symbols get a nominal size, marked in SYNTHETIC_SIZES.

@@ -17,7 +17,7 @@ import enum
 from ..direct import (CALL_DIRECT_FUNCS, check_direct_multi, ftrace_add_rec_direct,
                       remove_direct_functions_hash, tmp_ops)
 from ..errno import Errno
-from ..flags import FTRACE_FL, FTRACE_OPS_FL
+from ..flags import OPSF, RECF
 from ..ftrace import (FTRACE_REGS_ADDR, ftrace_find_rec_direct, ftrace_location, ftrace_ops_init,
                       ftrace_set_filter_ip, ftrace_shutdown, ftrace_startup)
 from ..hash import ftrace_hash, ftrace_hash_empty
@@ -25,8 +25,8 @@ from ..kernel import Kernel
 from ..locks import mutex_lock, mutex_unlock
 from ..ops import Addr, ftrace_ops
 
-F = FTRACE_OPS_FL
-R = FTRACE_FL
+F = OPSF
+R = RECF
 
 NAME = "linux-5.18"
 KERNEL = "Linux 5.18 (5.5-5.19: before the series)"

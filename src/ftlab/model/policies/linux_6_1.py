@@ -33,7 +33,7 @@ from ...errors import KernelOops
 from ..direct import (CALL_DIRECT_FUNCS, check_direct_multi, ftrace_add_rec_direct,
                       remove_direct_functions_hash, tmp_ops)
 from ..errno import Errno
-from ..flags import FTRACE_FL, FTRACE_OPS_FL
+from ..flags import OPSF, RECF
 from ..ftrace import (FTRACE_REGS_ADDR, FTRACE_WARN_ON, ftrace_find_rec_direct, ftrace_ops_init,
                       ftrace_shutdown, ftrace_startup, ops_references_ip)
 from ..hash import ftrace_hash, ftrace_hash_empty
@@ -41,8 +41,8 @@ from ..kernel import Kernel
 from ..locks import mutex_lock, mutex_unlock
 from ..ops import Addr, ftrace_ops
 
-F = FTRACE_OPS_FL
-R = FTRACE_FL
+F = OPSF
+R = RECF
 
 NAME = "linux-6.1"
 KERNEL = "Linux 6.1.192 (Debian 6.1.0-56), merged v5 design + stable backports"

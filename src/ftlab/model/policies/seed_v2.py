@@ -31,7 +31,7 @@ from ...errors import KernelOops
 from ..direct import (CALL_DIRECT_FUNCS, check_direct_multi, ftrace_add_rec_direct,
                       remove_direct_functions_hash, tmp_ops)
 from ..errno import Errno
-from ..flags import FTRACE_FL, FTRACE_OPS_FL, ftrace_ops_cmd  # noqa: F401  (re-exported)
+from ..flags import OPSF, RECF, ftrace_ops_cmd  # noqa: F401  (ftrace_ops_cmd is part of the policy interface)
 from ..ftrace import (FTRACE_REGS_ADDR, ftrace_find_rec_direct, ftrace_ops_init, ftrace_shutdown,
                       ftrace_startup, ops_references_ip)
 from ..hash import ftrace_hash, ftrace_hash_empty
@@ -39,8 +39,8 @@ from ..kernel import Kernel
 from ..locks import mutex_is_locked, mutex_lock, mutex_unlock
 from ..ops import Addr, ftrace_ops
 
-F = FTRACE_OPS_FL
-R = FTRACE_FL
+F = OPSF
+R = RECF
 
 NAME = "seed-v2"
 KERNEL = "bpf-next + v2 series, June 2022"
