@@ -1,0 +1,215 @@
+"""The scenario schema, in one place (pydantic v2).
+
+A scenario is a kernel and an ordered list of steps. Each step is a mapping with exactly one
+action key, which names the client and the action, plus that action's fields and an optional
+``expect``. YAML and JSON are accepted alike. Example::
+
+    description: live patch first, then a BPF fexit program on the same function
+    kernel: {policy: linux-6.1}
+    steps:
+      - livepatch: enable
+        patch: p1
+        funcs: [cmdline_proc_show]
+      - bpf: attach
+        prog: fx
+        kind: fexit
+        target: cmdline_proc_show
+        expect: {result: ok}
+      - call: cmdline_proc_show
+        expect: {body: p1, programs: [fx]}
+
+The JSON Schema of this format is ``Scenario.model_json_schema()`` (``ftlab schema``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+
+from ..model.errno import parse_errno
+
+DEFAULT_POLICY = "linux-6.1"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FuncRef(_Strict):
+    """A function, with ``sympos`` (1-based) to pick one of several of the same name."""
+
+    name: str = Field(min_length=1)
+    sympos: int = Field(0, ge=0)
+
+
+def _func_ref(v: Any) -> Any:
+    return {"name": v} if isinstance(v, str) else v
+
+
+FuncArg = Annotated[FuncRef, Field(description="a function name, or {name, sympos}")]
+
+
+class Expect(_Strict):
+    """What a step must produce; every given field is checked, the others are not."""
+
+    result: str | None = Field(None, description="ok, or an errno name such as EBUSY")
+    body: str | None = Field(None, description="for call: which body runs: 'original' or a patch name")
+    programs: list[str] | None = Field(None, description="for call: BPF programs that fire, in order")
+    retval: int | None = Field(None, description="for call: the function's return value as the caller sees it")
+    events: list[str] | None = Field(None, description="for call: the event kinds, in order")
+    text: str | None = Field(None, description="for show: the view's exact text")
+    contains: list[str] | None = Field(None, description="for show: lines the view must contain")
+    warnings: int | None = Field(None, description="kernel WARNs so far")
+    ftrace_dead: bool | None = None
+
+    @field_validator("result")
+    @classmethod
+    def _known_errno(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_errno(v)  # raises ValueError for an unknown name
+        return v
+
+
+class _StepBase(_Strict):
+    expect: Expect | None = None
+
+
+class LivepatchStep(_StepBase):
+    """livepatch enable|disable|replace (kernel/livepatch): a patch named like its module."""
+
+    livepatch: Literal["enable", "disable", "replace"]
+    patch: str = Field(min_length=1)
+    funcs: list[FuncArg] = Field(default_factory=list)
+
+    @field_validator("funcs", mode="before")
+    @classmethod
+    def _refs(cls, v: Any) -> Any:
+        return [_func_ref(x) for x in v] if isinstance(v, list) else v
+
+
+class TransitionStep(_StepBase):
+    """transition complete: every task reaches the target state (klp_complete_transition)."""
+
+    transition: Literal["complete"]
+
+
+class BpfStep(_StepBase):
+    """bpf attach|detach: a tracing program on a kernel function (kernel/bpf/trampoline.c)."""
+
+    bpf: Literal["attach", "detach"]
+    prog: str = Field(min_length=1)
+    kind: Literal["fentry", "fexit", "fmod_ret"] | None = None
+    target: FuncArg | None = None
+    ret: int = Field(0, description="what an fmod_ret program returns (non-zero skips the body)")
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _ref(cls, v: Any) -> Any:
+        return _func_ref(v)
+
+
+class KprobeStep(_StepBase):
+    """kprobe add|remove on a traceable function (kprobes on ftrace)."""
+
+    kprobe: Literal["add", "remove"]
+    target: FuncArg
+    name: str | None = None
+    post: bool = False
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _ref(cls, v: Any) -> Any:
+        return _func_ref(v)
+
+
+class TracerStep(_StepBase):
+    """tracer function|nop: current_tracer with set_ftrace_filter / set_ftrace_notrace globs."""
+
+    tracer: Literal["function", "nop"]
+    filter: list[str] = Field(default_factory=list)
+    notrace: list[str] = Field(default_factory=list)
+
+
+class DirectStep(_StepBase):
+    """direct register|modify|unregister: a plain direct-call client without ops_func."""
+
+    direct: Literal["register", "modify", "unregister"]
+    name: str = "direct"
+    targets: list[FuncArg] = Field(default_factory=list)
+    tramp: str = "my_tramp1"
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _refs(cls, v: Any) -> Any:
+        if isinstance(v, str | dict):
+            v = [v]
+        return [_func_ref(x) for x in v] if isinstance(v, list) else v
+
+
+class CallStep(_StepBase):
+    """call FUNC: what runs when the function is called."""
+
+    call: str = Field(min_length=1)
+    sympos: int = Field(0, ge=0)
+
+
+VIEWS = ("enabled_functions", "livepatch", "ops", "direct_functions", "trampolines", "locks",
+         "set_ftrace_filter", "set_ftrace_notrace")
+
+
+class ShowStep(_StepBase):
+    """show VIEW: a view's text at this point."""
+
+    show: Literal["enabled_functions", "livepatch", "ops", "direct_functions", "trampolines", "locks",
+                  "set_ftrace_filter", "set_ftrace_notrace"]
+
+
+ACTION_KEYS = {
+    "livepatch": "livepatch", "transition": "transition", "bpf": "bpf", "kprobe": "kprobe",
+    "tracer": "tracer", "direct": "direct", "call": "call", "show": "show",
+}
+
+
+def _step_tag(v: Any) -> str | None:
+    if isinstance(v, BaseModel):
+        for key in ACTION_KEYS:
+            if hasattr(v, key):
+                return key
+        return None
+    if not isinstance(v, dict):
+        return None
+    keys = [k for k in v if k in ACTION_KEYS]
+    return keys[0] if len(keys) == 1 else None
+
+
+Step = Annotated[
+    Union[
+        Annotated[LivepatchStep, Tag("livepatch")],
+        Annotated[TransitionStep, Tag("transition")],
+        Annotated[BpfStep, Tag("bpf")],
+        Annotated[KprobeStep, Tag("kprobe")],
+        Annotated[TracerStep, Tag("tracer")],
+        Annotated[DirectStep, Tag("direct")],
+        Annotated[CallStep, Tag("call")],
+        Annotated[ShowStep, Tag("show")],
+    ],
+    Discriminator(_step_tag, custom_error_type="step_action",
+                  custom_error_message="a step needs exactly one action key: " + ", ".join(ACTION_KEYS)),
+]
+
+
+class KernelSpec(_Strict):
+    """The kernel a scenario runs on."""
+
+    policy: Literal["linux-5.18", "seed-v2", "linux-6.1"] = DEFAULT_POLICY
+    arch: Literal["x86_64", "arm64", "ppc64le", "s390x"] = "x86_64"
+    catalogue: str | list[str] = Field("embedded", description="'embedded', a file path, or a list of names")
+
+
+class Scenario(_Strict):
+    """A whole scenario file."""
+
+    description: str = ""
+    kernel: KernelSpec = Field(default_factory=KernelSpec)
+    steps: list[Step] = Field(min_length=1)
