@@ -9,8 +9,9 @@ Contract shared by every subcommand
 * Bad input (unknown option, bad value, unreadable or malformed catalogue, bad regex...) prints
   exactly one line ``ftlab: <where>: <what>`` on stderr and exits 2; never a traceback.
 * Exit codes: 0 success; 1 a filter selected nothing (for ``--glob`` this is the kernel failing
-  the write with -EINVAL); 2 bad input (or stdout not writable); 130 interrupted; 141 stdout
-  closed early (SIGPIPE).
+  the write with -EINVAL), or an expectation / comparison failed (``run``, ``compare``); 2 bad
+  input (or stdout not writable); 3 an internal model error (a bug: please report it); 130
+  interrupted; 141 stdout closed early (SIGPIPE).
 
 Adding a subcommand
 -------------------
@@ -40,7 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, ModelError
 from .model.catalogue import Catalogue
 
 #: Version of the JSON documents printed with ``--json``.
@@ -197,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as e:
         sys.stderr.write(_one_line(e.where or command, e.message))
         return 2
+    except ModelError as e:  # a model bug, not bad input: one line, its own exit code
+        sys.stderr.write(_one_line(command, f"internal model error: {e}"))
+        return 3
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0
     except KeyboardInterrupt:
@@ -376,3 +380,7 @@ def cmd_bench(args: argparse.Namespace) -> Output:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# Scenario subcommands register themselves on import (run, show, compare, schema).
+from . import cli_scenario  # noqa: E402,F401

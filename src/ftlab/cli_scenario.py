@@ -1,0 +1,230 @@
+"""Scenario subcommands: ``ftlab run``, ``ftlab show``, ``ftlab compare``, ``ftlab schema``.
+
+JSON documents (``--json``), format 1:
+
+* ``run``: ``{"format": 1, "command": "run", "source", "policy", "arch", "ok", "steps": [step...]}``
+  where a step is ``{"index", "line", "action", "result", "changes": [enabled_functions line
+  or "- name"], "trace": null | {"function", "body", "programs", "retval", "events": [{"kind",
+  "detail"}], "warnings"}, "view": null | text, "events": [kernel event], "expect_ok",
+  "failures": [{"field", "expected", "got"}]}``.
+* ``show``: ``{"format": 1, "command": "show", "source", "policy", "arch", "at", "views":
+  {"enabled_functions", "livepatch", "ops", "direct_functions", "trampolines", "locks"}}``.
+* ``compare``: ``{"format": 1, "command": "compare", "source", "policies": [...], "agree",
+  "steps": [{"index", "line", "action", "cells": {policy: {"result", "body", "programs",
+  "retval"}}, "differs"}]}``.
+* ``list`` (``ftlab run`` without a file): ``{"format": 1, "command": "run", "scenarios":
+  [{"name", "description"}]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from importlib import resources
+from typing import Any
+
+from .cli import Output, add_json_option, json_document, rich_table, subcommand, use_rich
+from .errors import InputError
+from .model.policies import policy_names
+from .scenario import load_scenario, load_scenario_text
+from .scenario.runner import RunResult, run_scenario, show_view
+from .scenario.schema import Scenario
+
+
+# ---------------------------------------------------------------------------------------------
+# Bundled scenarios
+# ---------------------------------------------------------------------------------------------
+def bundled() -> dict[str, Any]:
+    """Bundled example scenarios: name -> resource path."""
+    root = resources.files("ftlab.examples")
+    out = {}
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith((".yaml", ".yml", ".json")):
+            out[entry.name.rsplit(".", 1)[0]] = entry
+    return out
+
+
+def resolve(arg: str) -> tuple[Scenario, dict, str]:
+    """A scenario file path, or the name of a bundled scenario."""
+    if os.path.exists(arg):
+        scenario, lines = load_scenario(arg)
+        return scenario, lines, arg
+    entry = bundled().get(arg)
+    if entry is None:
+        raise InputError("no such file, and no bundled scenario of that name (ftlab run lists them)", arg)
+    source = f"examples/{entry.name}"
+    scenario, lines = load_scenario_text(entry.read_text(encoding="utf-8"), source)
+    return scenario, lines, source
+
+
+def _configure_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", nargs="?", metavar="FILE|NAME",
+                   help="a scenario file, or the name of a bundled one; none: list the bundled ones")
+    p.add_argument("--policy", choices=policy_names(), help="run under this policy instead of the file's")
+    p.add_argument("--arch", choices=["x86_64", "arm64", "ppc64le", "s390x"], help="override the arch")
+    add_json_option(p)
+
+
+@subcommand("run", "run a scenario step by step and check its expectations", configure=_configure_run)
+def cmd_run(args: argparse.Namespace) -> Output:
+    """``ftlab run``: exit 0 when every expectation holds, 1 when one does not, 2 for bad input."""
+    if args.scenario is None:
+        items = []
+        for name, entry in bundled().items():
+            with resources.as_file(entry) as path:
+                scenario, _ = load_scenario(path)
+            items.append({"name": name, "description": scenario.description})
+        if args.json:
+            return Output(json_document("run", scenarios=items))
+        width = max(len(i["name"]) for i in items)
+        return Output("".join(f"{i['name']:<{width}}  {i['description']}\n" for i in items))
+    scenario, lines, source = resolve(args.scenario)
+    result = run_scenario(scenario, lines, source, policy=args.policy, arch=args.arch)
+    status = 0 if result.ok else 1
+    if args.json:
+        return Output(json_document("run", **result.as_dict()), status)
+    return Output(render_run(result, scenario), status)
+
+
+def render_run(result: RunResult, scenario: Scenario) -> str:
+    """Human output of a run: per step the result, what changed, the call trace, failed expectations."""
+    out = [f"scenario: {result.source} (policy {result.policy}, arch {result.arch})\n"]
+    if scenario.description:
+        out.append(f"  {scenario.description}\n")
+    for s in result.steps:
+        mark = "" if s.ok else "   <-- expectation failed"
+        out.append(f"[{s.index}] line {s.line}: {s.action}: {s.result}{mark}\n")
+        for c in s.changes:
+            out.append(f"    record: {c}\n")
+        for e in s.events:
+            out.append(f"    kernel: {e}\n")
+        if s.trace is not None:
+            t = s.trace
+            out.append(f"    runs: body={t['body']} programs={t['programs']} retval={t['retval']}\n")
+            for ev in t["events"]:
+                out.append(f"      {ev['kind']}: {ev['detail']}\n" if ev["detail"] else f"      {ev['kind']}\n")
+        if s.view is not None:
+            out.extend(f"    | {line}\n" for line in (s.view.splitlines() or ["(empty)"]))
+        for f in s.failures:
+            out.append(f"    expected {f['field']}: {f['expected']!r}\n    got      {f['field']}: {f['got']!r}\n")
+    nfail = sum(1 for s in result.steps if not s.ok)
+    out.append(f"{len(result.steps)} steps; " + ("all expectations hold\n" if not nfail else
+                                                  f"{nfail} step(s) with failed expectations\n"))
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# ftlab show
+# ---------------------------------------------------------------------------------------------
+SHOW_VIEWS = ("enabled_functions", "livepatch", "ops", "direct_functions", "trampolines", "locks")
+
+
+def _configure_show(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", metavar="FILE|NAME")
+    p.add_argument("--at", type=int, metavar="STEP", help="the state after this step (1-based; default: the last)")
+    p.add_argument("--policy", choices=policy_names())
+    p.add_argument("--arch", choices=["x86_64", "arm64", "ppc64le", "s390x"])
+    add_json_option(p)
+
+
+@subcommand("show", "the full model state after a step of a scenario", configure=_configure_show)
+def cmd_show(args: argparse.Namespace) -> Output:
+    scenario, lines, source = resolve(args.scenario)
+    n = len(scenario.steps)
+    at = n if args.at is None else args.at
+    if not 0 <= at <= n:
+        raise InputError(f"step {at} out of range (the scenario has {n} steps)", "--at")
+    result = run_scenario(scenario, lines, source, policy=args.policy, arch=args.arch, until=at)
+    k = result.kernel
+    texts = {v: show_view(k, v) for v in SHOW_VIEWS}
+    if args.json:
+        return Output(json_document("show", source=source, policy=result.policy, arch=result.arch,
+                                    at=at, views=texts))
+    out = [f"scenario: {source} (policy {result.policy}, arch {result.arch}), state after step {at} of {n}\n"]
+    titles = {"enabled_functions": "/sys/kernel/tracing/enabled_functions",
+              "livepatch": "/sys/kernel/livepatch", "ops": "ftrace_ops_list (head first)",
+              "direct_functions": "direct_functions", "trampolines": "BPF trampolines",
+              "locks": "held locks"}
+    for v in SHOW_VIEWS:
+        out.append(f"\n== {titles[v]}\n")
+        out.append(texts[v] if texts[v] else "(empty)\n")
+    return Output("".join(out))
+
+
+# ---------------------------------------------------------------------------------------------
+# ftlab compare
+# ---------------------------------------------------------------------------------------------
+def _configure_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", metavar="FILE|NAME")
+    p.add_argument("--policies", default=",".join(policy_names()),
+                   help="comma-separated policies (default: all)")
+    p.add_argument("--arch", choices=["x86_64", "arm64", "ppc64le", "s390x"])
+    add_json_option(p)
+
+
+def _cell(step: Any) -> dict[str, Any]:
+    cell: dict[str, Any] = {"result": step.result}
+    if step.trace is not None:
+        cell.update(body=step.trace["body"], programs=step.trace["programs"], retval=step.trace["retval"])
+    return cell
+
+
+def _cell_text(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return "(not run)"
+    if "body" in cell:
+        return f"body={cell['body']} progs={','.join(cell['programs']) or '-'}"
+    return cell["result"]
+
+
+@subcommand("compare", "run one scenario under several policies, side by side", configure=_configure_compare)
+def cmd_compare(args: argparse.Namespace) -> Output:
+    """``ftlab compare``: exit 0 when every policy gives the same results, 1 when they differ."""
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    for p in policies:
+        if p not in policy_names():
+            raise InputError(f"unknown policy {p!r} (known: {', '.join(policy_names())})", "--policies")
+    scenario, lines, source = resolve(args.scenario)
+    runs = {p: run_scenario(scenario, lines, source, policy=p, arch=args.arch) for p in policies}
+    rows = []
+    agree = True
+    for i, step in enumerate(scenario.steps):
+        cells = {p: (_cell(r.steps[i]) if i < len(r.steps) else None) for p, r in runs.items()}
+        differs = len({json.dumps(c, sort_keys=True) for c in cells.values()}) > 1
+        agree &= not differs
+        first = next(iter(runs.values()))
+        rows.append({"index": i + 1, "line": lines.get(("steps", i), 1),
+                     "action": first.steps[i].action if i < len(first.steps) else "", "cells": cells,
+                     "differs": differs})
+    status = 0 if agree else 1
+    if args.json:
+        return Output(json_document("compare", source=source, policies=policies, agree=agree, steps=rows),
+                      status)
+    if use_rich(len(rows)):
+        table_rows = [[str(r["index"]), r["action"]] +
+                      [("[bold red]" if r["differs"] else "") + _cell_text(r["cells"][p]) for p in policies]
+                      for r in rows]
+        text = rich_table(["#", "step", *policies], table_rows, title=f"{source}")
+    else:
+        w = max(len(r["action"]) for r in rows)
+        cw = {p: max(len(p), *(len(_cell_text(r["cells"][p])) for r in rows)) for p in policies}
+        text = f"{'':2}{'#':>3}  {'step':<{w}}  " + "  ".join(f"{p:<{cw[p]}}" for p in policies) + "\n"
+        for r in rows:
+            mark = "* " if r["differs"] else "  "
+            text += f"{mark}{r['index']:>3}  {r['action']:<{w}}  " + "  ".join(
+                f"{_cell_text(r['cells'][p]):<{cw[p]}}" for p in policies) + "\n"
+    text += ("all policies agree\n" if agree else "* marks steps where the policies differ\n")
+    return Output(text, status)
+
+
+# ---------------------------------------------------------------------------------------------
+# ftlab schema
+# ---------------------------------------------------------------------------------------------
+def _configure_schema(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+@subcommand("schema", "print the JSON Schema of scenario files", configure=_configure_schema)
+def cmd_schema(args: argparse.Namespace) -> Output:
+    return Output(json.dumps(Scenario.model_json_schema(), indent=2) + "\n")
