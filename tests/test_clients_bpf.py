@@ -1,4 +1,7 @@
-"""BPF trampolines (kernel/bpf/trampoline.c) with the seed's 4/5 and 5/5, policy seed-v2."""
+"""BPF trampolines (kernel/bpf/trampoline.c) with the seed's 4/5 and 5/5, policy seed-v2.
+
+The other two policies, and the three side by side: test_clients_bpf_policies.py.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from ftlab.model.flags import ftrace_ops_cmd
 from ftlab.model.catalogue import Catalogue
 from ftlab.model.kernel import Kernel
 from ftlab.model.locks import mutex_lock, mutex_unlock
+from ftlab.model.policies import seed_v2
 
 from bpfutil import prog, small_kernel, standin_live_patch, state, tr_of
 
@@ -37,7 +41,7 @@ def test_lookup_gives_each_trampoline_its_own_fops_with_private_tr_and_ops_func(
     tr = tr_of(k, "fb")
     idx = k.rec_index(k.cat.lookup("fb"))
     assert tr.key == (1 << 32) | 0x80000000 | (idx + 1)
-    assert tr.fops.private is tr and tr.fops.ops_func is bpf.bpf_tramp_ftrace_ops_func
+    assert tr.fops.private is tr and tr.fops.ops_func is seed_v2.bpf_tramp_ftrace_ops_func
     assert tr.fops.name == f"tr->fops[{tr.key}]" and tr.mutex == f"tr->mutex[{tr.key}]"
     assert tr.refcnt == 1 and k.locks == {}
 
@@ -232,7 +236,7 @@ def test_ipmodify_first_first_registration_gets_eagain_then_the_retry_succeeds(m
     k = small_kernel()
     standin_live_patch(k, "fa")
     seen: list[tuple[int, bool]] = []
-    real = bpf.register_fentry
+    real = seed_v2.register_fentry
 
     def spy(k2, tr, addr):
         shared = bool(tr.fops.flags & F.SHARE_IPMODIFY)
@@ -240,7 +244,7 @@ def test_ipmodify_first_first_registration_gets_eagain_then_the_retry_succeeds(m
         seen.append((r, shared))
         return r
 
-    monkeypatch.setattr(bpf, "register_fentry", spy)
+    monkeypatch.setattr(seed_v2, "register_fentry", spy)
     assert bpf.bpf_attach(k, prog("p", "fexit", "fa")) == 0
     assert seen == [(-Errno.EAGAIN, False), (0, True)]  # #4 refused, then #5 ignored
 
@@ -257,7 +261,7 @@ def test_direct_first_ipmodify_registration_sends_enable_and_the_trampoline_rebu
 
     def recorder(ops, cmd):
         seen.append((int(cmd), dict(k.locks)))
-        return bpf.bpf_tramp_ftrace_ops_func(ops, cmd)
+        return seed_v2.bpf_tramp_ftrace_ops_func(ops, cmd)
 
     tr.fops.ops_func = recorder
     lp, ret = standin_live_patch(k, "fa")
@@ -355,7 +359,7 @@ def test_unknown_ops_cmd_is_einval_and_releases_tr_mutex():
 def test_a_second_eagain_after_the_retry_warns_once_and_fails_the_attach(monkeypatch):
     # Unreachable through v2 ftrace (SHARE makes the retry #5); forced to pin the first guard.
     k = small_kernel()
-    monkeypatch.setattr(bpf, "register_fentry", lambda k2, tr, addr: -Errno.EAGAIN)
+    monkeypatch.setattr(seed_v2, "register_fentry", lambda k2, tr, addr: -Errno.EAGAIN)
     assert bpf.bpf_attach(k, prog("p", "fexit", "fa")) == -Errno.EAGAIN
     assert [w.where for w in k.warnings] == ["bpf_trampoline_update"]
     assert bpf.bpf_trampoline_of(k, "fa") is None and k.locks == {}
@@ -366,7 +370,7 @@ def test_eagain_from_a_modify_warns_once_and_does_not_retry(monkeypatch):
     k = small_kernel()
     assert bpf.bpf_attach(k, prog("p", "fexit", "fa")) == 0
     before = state(k)
-    monkeypatch.setattr(bpf, "modify_fentry", lambda *a: -Errno.EAGAIN)
+    monkeypatch.setattr(seed_v2, "modify_fentry", lambda *a: -Errno.EAGAIN)
     assert bpf.bpf_attach(k, prog("q", "fentry", "fa")) == -Errno.EAGAIN
     assert [w.text for w in k.warnings] == ["-EAGAIN with tr->cur_image set"]
     assert state(k) == before and k.locks == {}

@@ -366,6 +366,19 @@ def call(k: Kernel, name: str, sympos: int = 0, *, orig_ret: int = 0) -> CallTra
     return CallTrace(ctx, warnings)
 
 
+def call_pure(k: Kernel, name: str, sympos: int = 0, *, orig_ret: int = 0) -> CallTrace:
+    """:func:`call`, then undo what a call can change in ``k`` (its event log and, after an
+    FTRACE_WARN_ON, the kill switch), so that checking a state does not alter it."""
+    saved = (len(k.events), set(k._warned_once), k.ftrace_disabled, k.ftrace_enabled,
+             k.ftrace_trace_function)
+    try:
+        return call(k, name, sympos, orig_ret=orig_ret)
+    finally:
+        n, warned, k.ftrace_disabled, k.ftrace_enabled, k.ftrace_trace_function = saved
+        del k.events[n:]
+        k._warned_once = warned
+
+
 __all__ = ["Regs", "CallContext", "CallTrace", "Callback", "Code", "CALLBACKS", "CODE", "CODE_PREFIXES",
-           "register_callback", "register_code", "lookup_code", "run_body", "run_code", "call",
+           "register_callback", "register_code", "lookup_code", "run_body", "run_code", "call", "call_pure",
            "call_direct_funcs", "ftrace_caller", "ops_trampoline", "call_ops_func", "addr_str", "NOP"]

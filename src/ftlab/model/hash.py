@@ -97,6 +97,11 @@ class ftrace_ops_hash:
         self.notrace_hash = notrace_hash
         self.regex_lock = regex_lock
 
+    def __deepcopy__(self, memo: dict) -> "ftrace_ops_hash":
+        new = ftrace_ops_hash(self.regex_lock, self.filter_hash, self.notrace_hash)  # hashes are immutable
+        memo[id(self)] = new
+        return new
+
     def key(self) -> tuple:
         """Hashable value of this object (for canonical state forms)."""
         f = self.filter_hash.ips if self.filter_hash is not None else None

@@ -79,19 +79,16 @@ def _covered_ips(k: Kernel, op: ftrace_ops) -> Iterable[int] | None:
 
 
 class _Caller:
-    """calls.call on one copy of ``k``, made on first use: a call may log a WARN (or, through
-    FTRACE_WARN_ON, kill ftrace); the checked state stays untouched."""
+    """calls.call_pure on ``k``: a call may log a WARN (or, through FTRACE_WARN_ON, kill
+    ftrace); call_pure undoes that, so the checked state stays untouched."""
 
     def __init__(self, k: Kernel) -> None:
         self.k = k
-        self.copy: Kernel | None = None
 
     def __call__(self, name: str, sympos: int = 0) -> Any:
-        from .calls import call  # imported lazily: calls imports the ftrace core only
+        from .calls import call_pure  # imported lazily: calls imports the ftrace core only
 
-        if self.copy is None:
-            self.copy = self.k.copy()
-        return call(self.copy, name, sympos)
+        return call_pure(self.k, name, sympos)
 
 
 def _sympos(k: Kernel, ip: int) -> tuple[str, int]:

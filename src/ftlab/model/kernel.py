@@ -53,6 +53,20 @@ class Event:
         return f"{self.kind} {self.where}: {self.text}"
 
 
+_IDLE_KEYS: dict[type, Any] = {}
+
+
+def _idle_key(obj: Any) -> Any:
+    """The key of a freshly created subsystem of ``obj``'s type (created lazily = absent)."""
+    t = type(obj)
+    if t not in _IDLE_KEYS:
+        try:
+            _IDLE_KEYS[t] = t().key()
+        except TypeError:
+            _IDLE_KEYS[t] = object()
+    return _IDLE_KEYS[t]
+
+
 class Kernel:
     """One modelled kernel instance.
 
@@ -87,6 +101,8 @@ class Kernel:
         self.statics: dict[str, Any] = {}
         #: Client subsystems attach their global state here (klp, bpf, kprobes, tracer).
         self.subsys: dict[str, Any] = {}
+        #: Named deviations from the policy switched on for this kernel (ftlab.explorer.mutations).
+        self.mutations: frozenset[str] = frozenset()
 
     # -- records -------------------------------------------------------------------------------
     def rec_index(self, ip: int) -> int:
@@ -148,6 +164,25 @@ class Kernel:
         """A deep copy (ops and client objects reachable from the state are copied along)."""
         return copy.deepcopy(self)
 
+    def __deepcopy__(self, memo: dict) -> "Kernel":
+        """Field-wise copy: immutable parts (catalogue, policy, arch, hashes) are shared."""
+        new = Kernel.__new__(Kernel)
+        memo[id(self)] = new
+        d = copy.deepcopy
+        for name, value in self.__dict__.items():
+            if name in ("cat", "policy", "arch", "sched", "current", "ftrace_trace_function",
+                        "saved_ftrace_func", "mutations"):
+                setattr(new, name, value)
+            elif name in ("recs", "direct_functions", "locks", "trampolines"):
+                setattr(new, name, dict(value))
+            elif name in ("_warned_once", "_dirty"):
+                setattr(new, name, set(value))
+            elif name == "events":
+                setattr(new, name, list(value))
+            else:
+                setattr(new, name, d(value, memo))
+        return new
+
     def key(self) -> tuple:
         """A canonical, hashable form of the kernel-side state (for equality and explorers).
 
@@ -162,6 +197,15 @@ class Kernel:
             self.ftrace_enabled, self.ftrace_disabled, self.ftrace_start_up,
             self.ftrace_trace_function, tuple(sorted(self.trampolines.items())),
         )
+
+    def full_key(self) -> tuple:
+        """:meth:`key` plus the canonical state of every client subsystem (``k.subsys``).
+
+        A subsystem object takes part through its ``key()`` method.
+        """
+        subs = tuple((name, key) for name, obj in sorted(self.subsys.items())
+                     if hasattr(obj, "key") and (key := obj.key()) != _idle_key(obj))
+        return (self.key(), subs)
 
     def __repr__(self) -> str:
         return (f"<Kernel policy={self.policy.name} arch={self.arch.name} {len(self.cat)} records, "

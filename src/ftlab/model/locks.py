@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def mutex_lock(k: "Kernel", lock: str) -> None:
     """mutex_lock(): acquire ``lock`` for the current task, blocking while another task holds it."""
+    k.sched.point(k, "lock", lock)
     holder = k.locks.get(lock)
     me = k.current
     if holder == me:
@@ -39,6 +40,7 @@ def mutex_lock(k: "Kernel", lock: str) -> None:
 
 def mutex_trylock(k: "Kernel", lock: str) -> bool:
     """mutex_trylock(): take ``lock`` if it is free; True on success (also fails for the holder)."""
+    k.sched.point(k, "trylock", lock)
     if k.locks.get(lock) is not None:
         return False
     k.locks[lock] = k.current
@@ -67,7 +69,14 @@ def lockdep_assert_held(k: "Kernel", lock: str) -> None:
 
 
 class SequentialScheduler:
-    """The default scheduler: one task runs at a time, so waiting on a held lock is a deadlock."""
+    """The default scheduler: one task runs at a time, so waiting on a held lock is a deadlock.
+
+    ``point`` is called before every acquisition (mutex_lock, mutex_trylock): an interleaving
+    scheduler (ftlab.explorer.interleave) switches tasks there.
+    """
+
+    def point(self, k: "Kernel", op: str, lock: str) -> None:
+        pass
 
     def block(self, k: "Kernel", lock: str) -> None:
         raise ModelError(f"deadlock: {k.current} waits for {lock} held by {k.locks.get(lock)}, "

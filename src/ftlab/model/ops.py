@@ -65,6 +65,22 @@ class ftrace_ops:
     def __repr__(self) -> str:
         return f"<ftrace_ops {self.name} {ops_flag_names(self.flags)}>"
 
+    def __deepcopy__(self, memo: dict) -> "ftrace_ops":
+        """Field-wise copy (much faster than the generic one; state copies are hot in the explorer)."""
+        from copy import deepcopy
+
+        new = ftrace_ops.__new__(ftrace_ops)
+        memo[id(self)] = new
+        new.name, new.func, new.flags = self.name, self.func, self.flags
+        new.trampoline, new.trampoline_size = self.trampoline, self.trampoline_size
+        new.saved_func, new.core_data = self.saved_func, self.core_data
+        new.private = deepcopy(self.private, memo)
+        new.ops_func = deepcopy(self.ops_func, memo)
+        new.local_hash = deepcopy(self.local_hash, memo)
+        new.func_hash = deepcopy(self.func_hash, memo)
+        new.old_hash = deepcopy(self.old_hash, memo)
+        return new
+
     def key(self) -> tuple:
         """Hashable value of this ops (canonical state forms)."""
         return (self.name, self.flags, self.func, self.trampoline, self.hash.key(),

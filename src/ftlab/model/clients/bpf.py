@@ -1,14 +1,20 @@
-"""BPF trampolines (fentry / fexit / fmod_ret) as kernel/bpf/trampoline.c with the seed's 4/5 and 5/5.
+"""BPF trampolines (fentry / fexit / fmod_ret): what kernel/bpf/trampoline.c does in every policy.
 
-Kernel source: kernel/bpf/trampoline.c and include/linux/bpf.h of bpf-next in June 2022 with
-Song Liu's v2 series applied (policy ``seed-v2``): 5/5 gives every trampoline its own direct
-ftrace_ops (``tr->fops``, ops_func = bpf_tramp_ftrace_ops_func) and the ``indirect_call`` retry;
-4/5 adds BPF_TRAMP_F_ORIG_STACK to the x86 JIT (arch/x86/net/bpf_jit_comp.c). The attach checks
-are kernel/bpf/verifier.c (bpf_check_attach_target, check_attach_modify_return, btf_id_deny) and
+Kernel source: kernel/bpf/trampoline.c and include/linux/bpf.h; the JIT is
+arch/x86/net/bpf_jit_comp.c (arch_prepare_bpf_trampoline); the attach checks are
+kernel/bpf/verifier.c (bpf_check_attach_target, check_attach_modify_return, btf_id_deny) and
 kernel/bpf/syscall.c (bpf_tracing_prog_attach, bpf_tracing_link_release), on Debian's 6.1
-config. Each Python function models the kernel function of the same name; C's globals
+config. Each Python function models the kernel function of the same name. C's globals
 (trampoline_table, trampoline_mutex) live in ``k.subsys["bpf"]`` (:class:`BpfState`), so
 ``Kernel.copy()`` deep-copies them with the rest of the state.
+
+This module holds what the three policies share. What differs between the kernel versions is
+in the "kernel/bpf/trampoline.c" section of each policy module and is reached through
+``k.policy``: ``BPF_TRAMP_F`` (the flags that version's bpf.h defines), ``register_fentry``,
+``modify_fentry``, ``unregister_fentry``, ``bpf_tramp_image_alloc`` (the image's ksym name),
+``bpf_trampoline_update``, and, where the version has a per-trampoline ftrace_ops,
+``bpf_trampoline_lookup_fops`` / ``bpf_trampoline_put_fops`` (the fops blocks of
+bpf_trampoline_lookup / bpf_trampoline_put) and ``bpf_tramp_ftrace_ops_func``.
 
 Theory of operation (the rules this module owns):
 
@@ -18,42 +24,51 @@ Theory of operation (the rules this module owns):
    ``tr->mutex[<key>]``; a new link goes to the *head* of its list, so the most recently
    attached program of a kind runs first. At most BPF_MAX_TRAMP_LINKS (38) links (-E2BIG); a
    program already linked is -EBUSY.
-3. Every change rebuilds the image (bpf_trampoline_update): fexit or fmod_ret present ->
-   CALL_ORIG|SKIP_FRAME (the image calls the function and returns to its caller), else
-   RESTORE_REGS (fentry only: the image returns into the function). ``indirect_call`` adds
-   ORIG_STACK: call the address at [rbp+8] (whatever the fentry call returned to, e.g. a live
-   patch's new_func when entered through ftrace_regs_caller) instead of func+5.
-4. First image: register_fentry (ip into tr->fops' filter, register_ftrace_direct_multi);
-   later images: modify_fentry (modify_ftrace_direct_multi, or the _nolock twin when the caller
-   already holds direct_mutex); no programs left: unregister_fentry.
-5. IPMODIFY first (a live patch): the registration gets -EAGAIN from the seed's
-   __ftrace_hash_update_ipmodify (#4); on the *first* registration only, the trampoline sets
-   indirect_call, resets fops->func / fops->trampoline and JITs again with ORIG_STACK; fops gets
-   FTRACE_OPS_FL_SHARE_IPMODIFY (#5) and the retry succeeds. Two WARN_ON_ONCE guards give up
-   instead if indirect_call was already set or an image already exists.
-6. DIRECT first: prepare_direct_functions_for_ipmodify calls bpf_tramp_ftrace_ops_func(ENABLE)
-   with direct_mutex held; it *trylocks* tr->mutex (-EAGAIN when busy), sets indirect_call and
-   rebuilds with lock_direct_mutex=false.
-7. indirect_call is never cleared by v2 ftrace (DISABLE is never sent): it sticks for the life
-   of the trampoline object, also after the live patch is gone.
+3. Every change rebuilds the image (the policy's bpf_trampoline_update): fexit or fmod_ret
+   present -> CALL_ORIG|SKIP_FRAME (the image calls the function and returns to its caller),
+   else RESTORE_REGS (fentry only: the image returns into the function). ORIG_STACK (where the
+   version has it) makes the image call the address at [rbp+8] -- whatever the fentry call
+   returned to, e.g. a live patch's new_func when entered through ftrace_regs_caller --
+   instead of func+5.
+4. The image's JITed flags are what runs: :func:`run_bpf_trampoline` reads them from the
+   image (decoded with the policy's ``BPF_TRAMP_F``), never from the trampoline.
+
+How the three versions attach the image and share a function with a live patch:
+
+============== ============================ ============================ ==============================
+aspect         linux-5.18                   seed-v2 (4/5 + 5/5)          linux-6.1 (6.1.192)
+============== ============================ ============================ ==============================
+ftrace API     register_ftrace_direct(ip)   *_ftrace_direct_multi on     *_ftrace_direct_multi on
+               on the shared direct_ops     tr->fops                     tr->fops
+               (IPMODIFY|DIRECT)
+ops_func       none                         ENABLE / DISABLE (trylock)   SELF (no lock); PEER /
+                                                                         DISABLE_PEER (trylock,
+                                                                         msleep(1))
+live patch     -EBUSY in both orders        shares                       shares
+sharing state  none                         tr->indirect_call (sticky)   BPF_TRAMP_F_SHARE_IPMODIFY
+                                            + FTRACE_OPS_FL_SHARE_...    in tr->flags
+ORIG_STACK     no such bit                  iff indirect_call            iff SHARE and CALL_ORIG
+-EAGAIN retry  none                         first registration only      unconditional
+image ksym     bpf_trampoline_<key>_<sel>   bpf_trampoline_<key>_<sel>   bpf_trampoline_<key>
+============== ============================ ============================ ==============================
 
 Naming. The trampoline key is bpf_trampoline_compute_key (include/linux/bpf_verifier.h) for a
 kernel function: ``(btf_obj_id(vmlinux) << 32) | 0x80000000 | btf_id``, with
 btf_obj_id(vmlinux) = 1 (the first BTF object) and a synthetic ``btf_id`` = record index + 1
-(real BTF ids differ; the model needs only one distinct id per record). The image of each
-update is a fresh page whose ksym bpf_tramp_image_alloc names, in the v2-era tree,
-``bpf_trampoline_<key>_<selector>`` (``tr->selector`` counts images and is reset to 0 when the
-last program goes; Linux 6.0+ dropped the selector and prints ``bpf_trampoline_<key>``). The
-model uses that name as the image's code address: it is unique among live images. %pS, and so
-enabled_functions, prints it as ``direct-->bpf_trampoline_<key>_<selector>+0x0/0x1000`` (one
-page, symbol start).
+(real BTF ids differ; the model needs only one distinct id per record). The model uses an
+image's ksym name as its code address. Where two live images would share a name (6.1, after
+the selector was removed), the model appends ``#n`` to tell them apart; %pS
+(:func:`ftlab.model.views.pS`) strips it. Images are one page: %pS prints
+``bpf_trampoline_<key>...+0x0/0x1000``.
 
 Not modelled: freplace (extension) programs, targets that are not ftrace locations
-(bpf_arch_text_poke), module targets (module_get is always 0 for vmlinux), sleepable programs,
-BPF LSM / cgroup shims, the RCU / percpu_ref lifetime of old images (an image is dropped when
-replaced), and the image the v2-era code leaks when an update fails after allocating it. The
-program's load and its link creation are one step (:func:`bpf_attach`), so a loaded but
-unattached program never holds a trampoline reference.
+(bpf_arch_text_poke raises :class:`~ftlab.errors.ModelError`), module targets (module_get is
+always 0 for vmlinux), sleepable programs, BPF LSM / cgroup shims, BPF_TRAMP_F_TAIL_CALL_CTX
+(set only for freplace targets in a tail-call context), the RCU / percpu_ref lifetime of old
+images (an image is dropped when replaced or when an update fails, whether the version frees
+it then or leaks it), and the image memory attributes. The program's load and its link
+creation are one step (:func:`bpf_attach`), so a loaded but unattached program never holds a
+trampoline reference.
 """
 
 from __future__ import annotations
@@ -62,33 +77,37 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
-from ...errors import InputError, ModelError
-from .. import direct, ftrace
+from ...errors import InputError, KernelOops, ModelError
 from ..calls import CallContext, addr_str, register_code, run_body
 from ..errno import Errno
-from ..flags import FTRACE_OPS_FL
-from ..locks import mutex_is_locked, mutex_lock, mutex_trylock, mutex_unlock
+from ..locks import mutex_is_locked, mutex_lock, mutex_unlock
 from ..ops import Addr, ftrace_ops
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kernel import Kernel
 
-F = FTRACE_OPS_FL
-
 
 class BPF_TRAMP_F(enum.IntFlag):
-    """BPF_TRAMP_F_* flags of arch_prepare_bpf_trampoline (include/linux/bpf.h, with the seed's 4/5)."""
+    """Every BPF_TRAMP_F_* bit any modelled version defines (include/linux/bpf.h); same values in all.
+
+    RESTORE_REGS..RET_FENTRY_RET: all versions; ORIG_STACK: seed-v2 (4/5) and 6.1;
+    SHARE_IPMODIFY, TAIL_CALL_CTX: 6.1 only. Each policy module has its own ``BPF_TRAMP_F``
+    with exactly the bits of its bpf.h; images carry flags of that type. This superset is for
+    comparing flags across policies.
+    """
 
     RESTORE_REGS = 1 << 0
     CALL_ORIG = 1 << 1
     SKIP_FRAME = 1 << 2
     IP_ARG = 1 << 3
     RET_FENTRY_RET = 1 << 4
-    ORIG_STACK = 1 << 5  # 4/5
+    ORIG_STACK = 1 << 5
+    SHARE_IPMODIFY = 1 << 6
+    TAIL_CALL_CTX = 1 << 7
 
 
 class bpf_tramp_prog_type(enum.IntEnum):
-    """enum bpf_tramp_prog_type (include/linux/bpf.h)."""
+    """enum bpf_tramp_prog_type (include/linux/bpf.h), all policies."""
 
     BPF_TRAMP_FENTRY = 0
     BPF_TRAMP_FEXIT = 1
@@ -172,14 +191,15 @@ class bpf_tramp_link:
 class bpf_tramp_image:
     """struct bpf_tramp_image (include/linux/bpf.h) with the model's record of the JITed code.
 
-    ``addr``: the image's code address (its ksym name). ``flags``, ``progs`` (per kind, list
-    order at JIT time) and ``orig_call`` are what arch_prepare_bpf_trampoline compiled in.
+    ``addr``: the image's code address (its ksym name, plus ``#n`` where the version's names
+    collide). ``flags`` (of the policy's BPF_TRAMP_F type), ``progs`` (per kind, list order at
+    JIT time) and ``orig_call`` are what arch_prepare_bpf_trampoline compiled in.
     """
 
     addr: str
     key: int
     ip: int
-    flags: BPF_TRAMP_F = BPF_TRAMP_F(0)
+    flags: int = 0
     progs: tuple[tuple[BpfProgram, ...], ...] = ((), (), ())
     orig_call: Addr = 0
 
@@ -190,16 +210,21 @@ class bpf_tramp_image:
 
 @dataclass(eq=False)
 class bpf_trampoline:
-    """struct bpf_trampoline (include/linux/bpf.h) with the seed's 5/5 ``fops`` and ``indirect_call``.
+    """struct bpf_trampoline (include/linux/bpf.h); fields a version lacks keep their zero value.
 
+    ``fops``: the trampoline's own direct ftrace_ops (seed v2 5/5 and 6.1, with
+    CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS; None in 5.18, which uses the shared direct_ops).
+    ``selector``: image counter of 5.18 and seed-v2 (6.1.192 has none: "bpf: Remove bpf
+    trampoline selector", stable 6.1.39). ``indirect_call``: seed-v2 only. ``flags``: 6.1's
+    ``tr->flags`` (u32 of BPF_TRAMP_F bits; the earlier versions compute flags per update).
     ``kernel`` stands for the kernel globals C reaches from bpf_tramp_ftrace_ops_func (whose
-    ftrace_ops_func_t signature carries only the ops and the command).
+    ftrace_ops_func_t signature carries only the ops and the command; tr is ops->private).
     """
 
     key: int
     kernel: "Kernel"
-    fops: ftrace_ops
     mutex: str
+    fops: ftrace_ops | None = None
     refcnt: int = 1
     func_addr: int = 0            # tr->func.addr
     func_name: str = ""
@@ -207,8 +232,9 @@ class bpf_trampoline:
     progs_hlist: list[list[bpf_tramp_link]] = field(default_factory=lambda: [[], [], []])
     progs_cnt: list[int] = field(default_factory=lambda: [0, 0, 0])
     cur_image: bpf_tramp_image | None = None
-    selector: int = 0
-    indirect_call: bool = False
+    selector: int = 0             # 5.18, seed-v2
+    indirect_call: bool = False   # seed-v2
+    flags: int = 0                # 6.1
     extension_prog: BpfProgram | None = None  # freplace; never set by this model
 
     def key_tuple(self) -> tuple:
@@ -216,7 +242,7 @@ class bpf_trampoline:
         return (self.key, self.refcnt, self.func_addr, self.ftrace_managed,
                 tuple(tuple(str(link.prog) for link in lst) for lst in self.progs_hlist),
                 tuple(self.progs_cnt), self.cur_image.key_tuple() if self.cur_image else None,
-                self.selector, self.indirect_call)
+                self.selector, self.indirect_call, int(self.flags))
 
 
 @dataclass
@@ -245,13 +271,6 @@ def bpf_key(k: "Kernel") -> tuple:
     return st.key() if st is not None else BpfState().key()
 
 
-def _check_policy(k: "Kernel") -> None:
-    """Refuse policies whose trampoline.c this module does not model (only seed-v2 has SHARE)."""
-    if not getattr(k.policy, "HAS_SHARE_IPMODIFY_FLAG", False):
-        raise ModelError(f"ftlab.model.clients.bpf models trampoline.c with the seed's 4/5 and 5/5; "
-                         f"policy {k.policy.name} needs its own variant")
-
-
 # ---------------------------------------------------------------------------------------------
 # Keys, lookup, get/put
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +280,7 @@ def btf_id_of(k: "Kernel", ip: int) -> int:
 
 
 def bpf_trampoline_compute_key(btf_obj_id: int, btf_id: int) -> int:
-    """bpf_trampoline_compute_key() (include/linux/bpf_verifier.h), seed-v2: key of a kernel function."""
+    """bpf_trampoline_compute_key() (include/linux/bpf_verifier.h), all policies: key of a kernel function."""
     return (btf_obj_id << 32) | 0x80000000 | btf_id
 
 
@@ -271,28 +290,28 @@ def tr_mutex_name(key: int) -> str:
 
 
 def bpf_trampoline_lookup(k: "Kernel", key: int) -> bpf_trampoline:
-    """bpf_trampoline_lookup() (trampoline.c), seed v2 5/5: find or allocate, with tr->fops.
+    """bpf_trampoline_lookup() (trampoline.c), all policies: find, or allocate with refcount 1.
 
-    Under trampoline_mutex: an existing trampoline gets refcount + 1; a new one gets its own
-    zeroed ftrace_ops with private = tr and ops_func = bpf_tramp_ftrace_ops_func, refcount 1.
+    Under trampoline_mutex: an existing trampoline gets refcount + 1. A new one gets its fops
+    from the policy's ``bpf_trampoline_lookup_fops`` (the DIRECT_CALLS block that seed v2 5/5
+    added and 6.1 kept); 5.18 has no such block and no fops.
     """
-    _check_policy(k)
     st = bpf_state(k)
     mutex_lock(k, "trampoline_mutex")
     tr = st.trampoline_table.get(key)
     if tr is not None:
         tr.refcnt += 1
     else:
-        fops = ftrace_ops(f"tr->fops[{key}]", None, 0, ops_func=bpf_tramp_ftrace_ops_func)
-        tr = bpf_trampoline(key=key, kernel=k, fops=fops, mutex=tr_mutex_name(key))
-        fops.private = tr
+        tr = bpf_trampoline(key=key, kernel=k, mutex=tr_mutex_name(key))
+        if k.policy.has("bpf_trampoline_lookup_fops"):
+            tr.fops = k.policy.bpf_trampoline_lookup_fops(k, tr)
         st.trampoline_table[key] = tr
     mutex_unlock(k, "trampoline_mutex")
     return tr
 
 
 def bpf_trampoline_get(k: "Kernel", key: int, ip: int) -> bpf_trampoline:
-    """bpf_trampoline_get() (trampoline.c), seed-v2: lookup, then set tr->func.addr once under tr->mutex."""
+    """bpf_trampoline_get() (trampoline.c), all policies: lookup, then set tr->func.addr once under tr->mutex."""
     tr = bpf_trampoline_lookup(k, key)
     mutex_lock(k, tr.mutex)
     if not tr.func_addr:
@@ -303,7 +322,10 @@ def bpf_trampoline_get(k: "Kernel", key: int, ip: int) -> bpf_trampoline:
 
 
 def bpf_trampoline_put(k: "Kernel", tr: bpf_trampoline) -> None:
-    """bpf_trampoline_put() (trampoline.c), seed v2 5/5: drop a reference; the last frees tr and fops."""
+    """bpf_trampoline_put() (trampoline.c), all policies: drop a reference; the last frees tr.
+
+    The fops (where the version has one) goes through the policy's ``bpf_trampoline_put_fops``.
+    """
     st = bpf_state(k)
     mutex_lock(k, "trampoline_mutex")
     try:
@@ -316,74 +338,58 @@ def bpf_trampoline_put(k: "Kernel", tr: bpf_trampoline) -> None:
             if lst:
                 k.warn("bpf_trampoline_put", f"trampoline {tr.key} still has programs", once=True)
                 return
-        del st.trampoline_table[tr.key]  # unhashed and freed, fops with it
+        del st.trampoline_table[tr.key]  # hlist_del, then kfree
+        if tr.fops is not None:
+            k.policy.bpf_trampoline_put_fops(k, tr)
     finally:
         mutex_unlock(k, "trampoline_mutex")
 
 
 # ---------------------------------------------------------------------------------------------
-# ftrace side: register / modify / unregister the direct call
+# Helpers every version's register/modify/unregister_fentry uses
 # ---------------------------------------------------------------------------------------------
 def bpf_trampoline_module_get(k: "Kernel", tr: bpf_trampoline) -> int:
-    """bpf_trampoline_module_get() (trampoline.c), seed-v2: vmlinux targets have no module; always 0."""
+    """bpf_trampoline_module_get() (trampoline.c), all policies: vmlinux targets have no module; 0."""
     return 0
 
 
 def bpf_trampoline_module_put(k: "Kernel", tr: bpf_trampoline) -> None:
-    """bpf_trampoline_module_put() (trampoline.c), seed-v2: nothing to put for vmlinux targets."""
+    """bpf_trampoline_module_put() (trampoline.c), all policies: nothing to put for vmlinux targets."""
 
 
-def register_fentry(k: "Kernel", tr: bpf_trampoline, new_addr: str) -> int:
-    """register_fentry() (trampoline.c), seed v2 5/5: filter ip (reset=0), direct_multi, undo on failure."""
-    ip = tr.func_addr
-    if ftrace.ftrace_location(k, ip):
-        tr.ftrace_managed = True
-    if bpf_trampoline_module_get(k, tr):
-        return -Errno.ENOENT
-    if not tr.ftrace_managed:
-        raise ModelError(f"{tr.func_name}: bpf_arch_text_poke targets are not modelled")
-    ftrace.ftrace_set_filter_ip(k, tr.fops, ip, False, False)
-    ret = direct.register_ftrace_direct_multi(k, tr.fops, new_addr)
-    if ret:
-        ftrace.ftrace_set_filter_ip(k, tr.fops, ip, True, False)
-        bpf_trampoline_module_put(k, tr)
-    return ret
+def bpf_arch_text_poke(k: "Kernel", tr: bpf_trampoline, old_addr: Addr | None, new_addr: Addr | None) -> int:
+    """bpf_arch_text_poke() (arch/x86/net/bpf_jit_comp.c): for targets that are not ftrace locations.
 
-
-def modify_fentry(k: "Kernel", tr: bpf_trampoline, old_addr: str, new_addr: str,
-                  lock_direct_mutex: bool) -> int:
-    """modify_fentry() (trampoline.c), seed v2 5/5: modify_ftrace_direct_multi or its _nolock twin."""
-    if not tr.ftrace_managed:
-        raise ModelError(f"{tr.func_name}: bpf_arch_text_poke targets are not modelled")
-    if lock_direct_mutex:
-        return direct.modify_ftrace_direct_multi(k, tr.fops, new_addr)
-    return direct.modify_ftrace_direct_multi_nolock(k, tr.fops, new_addr)
-
-
-def unregister_fentry(k: "Kernel", tr: bpf_trampoline, old_addr: str) -> int:
-    """unregister_fentry() (trampoline.c), seed v2 5/5: unregister_ftrace_direct_multi(tr->fops)."""
-    if not tr.ftrace_managed:
-        raise ModelError(f"{tr.func_name}: bpf_arch_text_poke targets are not modelled")
-    ret = direct.unregister_ftrace_direct_multi(k, tr.fops, old_addr)
-    if not ret:
-        bpf_trampoline_module_put(k, tr)
-    return ret
+    Not modelled (every record of the catalogue is an ftrace location): raises ModelError.
+    """
+    raise ModelError(f"{tr.func_name}: bpf_arch_text_poke targets are not modelled")
 
 
 # ---------------------------------------------------------------------------------------------
 # Images
 # ---------------------------------------------------------------------------------------------
-def bpf_tramp_image_alloc(k: "Kernel", tr: bpf_trampoline, idx: int) -> bpf_tramp_image:
-    """bpf_tramp_image_alloc() (trampoline.c), seed-v2: a fresh page, ksym bpf_trampoline_<key>_<idx>."""
-    return bpf_tramp_image(addr=f"{IMAGE_PREFIX}{tr.key}_{idx}", key=tr.key, ip=tr.func_addr)
+def cur_image_of_empty(k: "Kernel", tr: bpf_trampoline) -> bpf_tramp_image:
+    """``tr->cur_image`` as every version's bpf_trampoline_update reads it when no programs are left.
+
+    The kernel dereferences it unchecked (``tr->cur_image->image``). It is NULL only for a
+    trampoline that never got an image or already lost it, which ftrace reaches only through
+    a stale fops: after an unregistration failed (ftrace killed), a freed trampoline's fops
+    stays listed, and 6.1's DISABLE_PEER still calls into it. The model reports that NULL
+    dereference as an Oops.
+    """
+    if tr.cur_image is None:
+        k.log("BUG", "bpf_trampoline_update", "kernel NULL pointer dereference (tr->cur_image is NULL)")
+        raise KernelOops(f"bpf_trampoline_update of {tr.func_name or tr.key}: no programs and "
+                         "tr->cur_image is NULL")
+    return tr.cur_image
 
 
 def bpf_tramp_image_put(k: "Kernel", im: bpf_tramp_image) -> None:
-    """bpf_tramp_image_put() (trampoline.c), seed-v2: the old image is unreachable; dropped at once."""
+    """bpf_tramp_image_put() (trampoline.c), all policies: the old image is unreachable; dropped at once."""
 
 
 def bpf_trampoline_get_progs(tr: bpf_trampoline) -> tuple[tuple[tuple[BpfProgram, ...], ...], int, bool]:
-    """bpf_trampoline_get_progs() (trampoline.c), seed-v2: programs per kind in list order, total, ip_arg."""
+    """bpf_trampoline_get_progs() (trampoline.c), all policies: programs per kind in list order, total, ip_arg."""
     tlinks = tuple(tuple(link.prog for link in tr.progs_hlist[kind])
                    for kind in range(bpf_tramp_prog_type.BPF_TRAMP_MAX))
     total = sum(tr.progs_cnt)
@@ -391,129 +397,46 @@ def bpf_trampoline_get_progs(tr: bpf_trampoline) -> tuple[tuple[tuple[BpfProgram
     return tlinks, total, ip_arg
 
 
-def arch_prepare_bpf_trampoline(k: "Kernel", im: bpf_tramp_image, flags: BPF_TRAMP_F,
+def has_call_orig(tlinks: tuple[tuple[BpfProgram, ...], ...]) -> bool:
+    """The test every version's bpf_trampoline_update makes: fexit or fmod_ret programs present."""
+    return bool(tlinks[bpf_tramp_prog_type.BPF_TRAMP_FEXIT]
+                or tlinks[bpf_tramp_prog_type.BPF_TRAMP_MODIFY_RETURN])
+
+
+def arch_prepare_bpf_trampoline(k: "Kernel", im: bpf_tramp_image, flags: int,
                                 tlinks: tuple[tuple[BpfProgram, ...], ...],
                                 tr: bpf_trampoline) -> tuple[int, bpf_tramp_image]:
-    """arch_prepare_bpf_trampoline() (arch/x86/net/bpf_jit_comp.c), seed-v2 with 4/5: JIT into ``im``.
+    """arch_prepare_bpf_trampoline() (arch/x86/net/bpf_jit_comp.c), all policies: JIT into ``im``.
 
-    The model records what is compiled in: the flags, the programs per kind and orig_call =
-    func + X86_PATCH_SIZE, i.e. the original body (address ``<name>``). ORIG_STACK makes the
-    image call [rbp+8] instead, and is ignored without CALL_ORIG. An architecture without a BPF
-    trampoline JIT for kernel functions gets the weak default's -ENOTSUPP (trampoline.c).
-    Argument-count limits are not modelled.
+    The model records what is compiled in: the flags (as the policy's BPF_TRAMP_F), the
+    programs per kind and orig_call = func + X86_PATCH_SIZE (6.1 also skips a leading endbr64,
+    which the model does not have), i.e. the original body (address ``<name>``). ORIG_STACK
+    (seed-v2 4/5: ``call *rax``; 6.1: ``call *rbx``) makes the image call [rbp+8] instead and is
+    ignored without CALL_ORIG; 5.18 has no such bit. An architecture without a BPF trampoline
+    JIT for kernel functions gets the weak default's -ENOTSUPP (trampoline.c). Argument-count
+    limits are not modelled.
     """
     if not k.arch.bpf_trampoline:
         return -Errno.ENOTSUPP, im
     orig_call: Addr = tr.func_name
-    return 0, bpf_tramp_image(addr=im.addr, key=im.key, ip=im.ip, flags=flags, progs=tlinks,
-                              orig_call=orig_call)
-
-
-# ---------------------------------------------------------------------------------------------
-# The update
-# ---------------------------------------------------------------------------------------------
-def bpf_trampoline_update(k: "Kernel", tr: bpf_trampoline, lock_direct_mutex: bool) -> int:
-    """bpf_trampoline_update() (trampoline.c), seed v2 5/5: rebuild the image and (re)attach it.
-
-    Caller holds tr->mutex. No programs: unregister_fentry, drop the image, selector = 0.
-    Otherwise JIT a new image (flags per the programs, ORIG_STACK if indirect_call) and register
-    it (first image) or modify to it. -EAGAIN from the registration: WARN_ON_ONCE and give up if
-    indirect_call is already set or an image already exists; else set indirect_call, reset
-    fops->func and fops->trampoline and JIT again into the same image (``again:``).
-    """
-    tlinks, total, ip_arg = bpf_trampoline_get_progs(tr)
-    if total == 0:
-        assert tr.cur_image is not None
-        err = unregister_fentry(k, tr, tr.cur_image.addr)
-        bpf_tramp_image_put(k, tr.cur_image)
-        tr.cur_image = None
-        tr.selector = 0
-        return err
-
-    im = bpf_tramp_image_alloc(k, tr, tr.selector)
-    flags = BPF_TRAMP_F.RESTORE_REGS
-    if tlinks[bpf_tramp_prog_type.BPF_TRAMP_FEXIT] or tlinks[bpf_tramp_prog_type.BPF_TRAMP_MODIFY_RETURN]:
-        flags = BPF_TRAMP_F.CALL_ORIG | BPF_TRAMP_F.SKIP_FRAME
-    if ip_arg:
-        flags |= BPF_TRAMP_F.IP_ARG
-
-    while True:  # again:
-        if tr.indirect_call:
-            flags |= BPF_TRAMP_F.ORIG_STACK
-        err, im = arch_prepare_bpf_trampoline(k, im, flags, tlinks, tr)
-        if err < 0:
-            return err
-        if tr.indirect_call:
-            tr.fops.flags |= F.SHARE_IPMODIFY
-        if tr.cur_image is not None and tr.selector == 0:
-            k.warn("bpf_trampoline_update", "an image is installed but the selector is 0")
-        if tr.cur_image is None and tr.selector:
-            k.warn("bpf_trampoline_update", "no image is installed but the selector is not 0")
-        if tr.cur_image is not None:
-            err = modify_fentry(k, tr, tr.cur_image.addr, im.addr, lock_direct_mutex)
-        else:
-            err = register_fentry(k, tr, im.addr)
-        if err == -Errno.EAGAIN:
-            if tr.indirect_call:
-                k.warn("bpf_trampoline_update", "-EAGAIN with tr->indirect_call already set", once=True)
-                return err
-            if tr.cur_image is not None:  # the retry is for a first registration only
-                k.warn("bpf_trampoline_update", "-EAGAIN with tr->cur_image set", once=True)
-                return err
-            tr.indirect_call = True
-            tr.fops.func = None
-            tr.fops.trampoline = 0
-            continue
-        break
-    if err:
-        return err
-    if tr.cur_image is not None:
-        bpf_tramp_image_put(k, tr.cur_image)
-    tr.cur_image = im
-    tr.selector += 1
-    return 0
-
-
-def bpf_tramp_ftrace_ops_func(ops: ftrace_ops, cmd: int) -> int:
-    """bpf_tramp_ftrace_ops_func() (trampoline.c), new in seed v2 5/5: tr->fops' ops_func.
-
-    ftrace calls it from prepare_direct_functions_for_ipmodify while holding direct_mutex. The
-    documented lock order is tr->mutex -> direct_mutex -> ftrace_lock, and a BPF attach or
-    detach on this trampoline holds tr->mutex while it waits for direct_mutex; blocking on
-    tr->mutex here could therefore deadlock (ABBA), so it only trylocks and returns -EAGAIN
-    when the mutex is busy (the live patch registration fails and must be retried). For the
-    same reason the rebuild passes lock_direct_mutex = false (direct_mutex is already held).
-    ENABLE sets indirect_call and rebuilds; DISABLE (never sent by v2 ftrace) clears
-    indirect_call and SHARE_IPMODIFY and rebuilds; any other command is -EINVAL.
-    """
-    tr: bpf_trampoline = ops.private
-    k = tr.kernel
-    if not mutex_trylock(k, tr.mutex):
-        return -Errno.EAGAIN
-    cmds = k.policy.ftrace_ops_cmd
-    if cmd == cmds.FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY:
-        tr.indirect_call = True
-        ret = bpf_trampoline_update(k, tr, False)
-    elif cmd == cmds.FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY:
-        tr.indirect_call = False
-        tr.fops.flags &= ~F.SHARE_IPMODIFY
-        ret = bpf_trampoline_update(k, tr, False)
-    else:
-        ret = -Errno.EINVAL
-    mutex_unlock(k, tr.mutex)
-    return ret
+    return 0, bpf_tramp_image(addr=im.addr, key=im.key, ip=im.ip, flags=k.policy.BPF_TRAMP_F(flags),
+                              progs=tlinks, orig_call=orig_call)
 
 
 # ---------------------------------------------------------------------------------------------
 # Links
 # ---------------------------------------------------------------------------------------------
 def bpf_attach_type_to_tramp(prog: BpfProgram) -> bpf_tramp_prog_type:
-    """bpf_attach_type_to_tramp() (trampoline.c), seed-v2: the trampoline list of a program."""
+    """bpf_attach_type_to_tramp() (trampoline.c), all policies: the trampoline list of a program."""
     return KINDS[prog.kind]
 
 
 def bpf_trampoline_link_prog(k: "Kernel", link: bpf_tramp_link, tr: bpf_trampoline) -> int:
-    """bpf_trampoline_link_prog() (trampoline.c), seed v2 5/5: add at the head, rebuild with lock_direct_mutex."""
+    """bpf_trampoline_link_prog() (trampoline.c), all policies: add at the head, rebuild.
+
+    The rebuild is the policy's bpf_trampoline_update with lock_direct_mutex = true (seed v2
+    5/5 and 6.1; 5.18 has no such argument and ignores it).
+    """
     mutex_lock(k, tr.mutex)
     try:
         kind = bpf_attach_type_to_tramp(link.prog)
@@ -529,7 +452,7 @@ def bpf_trampoline_link_prog(k: "Kernel", link: bpf_tramp_link, tr: bpf_trampoli
         tr.progs_hlist[kind].insert(0, link)
         link.hashed = True
         tr.progs_cnt[kind] += 1
-        err = bpf_trampoline_update(k, tr, True)
+        err = k.policy.bpf_trampoline_update(k, tr, True)
         if err:
             tr.progs_hlist[kind].remove(link)
             link.hashed = False
@@ -540,14 +463,14 @@ def bpf_trampoline_link_prog(k: "Kernel", link: bpf_tramp_link, tr: bpf_trampoli
 
 
 def bpf_trampoline_unlink_prog(k: "Kernel", link: bpf_tramp_link, tr: bpf_trampoline) -> int:
-    """bpf_trampoline_unlink_prog() (trampoline.c), seed v2 5/5: remove, rebuild (lock_direct_mutex)."""
+    """bpf_trampoline_unlink_prog() (trampoline.c), all policies: remove, rebuild (lock_direct_mutex)."""
     mutex_lock(k, tr.mutex)
     try:
         kind = bpf_attach_type_to_tramp(link.prog)
         tr.progs_hlist[kind].remove(link)
         link.hashed = False
         tr.progs_cnt[kind] -= 1
-        return bpf_trampoline_update(k, tr, True)
+        return k.policy.bpf_trampoline_update(k, tr, True)
     finally:
         mutex_unlock(k, tr.mutex)
 
@@ -556,19 +479,19 @@ def bpf_trampoline_unlink_prog(k: "Kernel", link: bpf_tramp_link, tr: bpf_trampo
 # Verifier and syscall side
 # ---------------------------------------------------------------------------------------------
 def within_error_injection_list(name: str) -> bool:
-    """within_error_injection_list() (include/linux/error-injection.h), seed-v2: a stub on Debian's config."""
+    """within_error_injection_list() (include/linux/error-injection.h), all policies: a stub on Debian's config."""
     return name in ERROR_INJECTION_LIST
 
 
 def check_attach_modify_return(name: str) -> int:
-    """check_attach_modify_return() (kernel/bpf/verifier.c), seed-v2: error-injection list or security_*."""
+    """check_attach_modify_return() (kernel/bpf/verifier.c), all policies: error-injection list or security_*."""
     if within_error_injection_list(name) or name.startswith(SECURITY_PREFIX):
         return 0
     return -Errno.EINVAL
 
 
 def bpf_check_attach_target(k: "Kernel", prog: BpfProgram) -> int:
-    """bpf_check_attach_target() + check_attach_btf_id() (kernel/bpf/verifier.c), seed-v2: vmlinux targets.
+    """bpf_check_attach_target() + check_attach_btf_id() (kernel/bpf/verifier.c), all policies: vmlinux targets.
 
     btf_id_deny functions are -EINVAL for every tracing program; fmod_ret is -EINVAL outside
     the error-injection list and security_* functions. (At BPF_PROG_LOAD in the kernel.)
@@ -581,14 +504,13 @@ def bpf_check_attach_target(k: "Kernel", prog: BpfProgram) -> int:
 
 
 def bpf_attach(k: "Kernel", prog: BpfProgram) -> int:
-    """BPF_PROG_LOAD + BPF_LINK_CREATE (syscall.c: bpf_tracing_prog_attach), seed-v2: attach ``prog``.
+    """BPF_PROG_LOAD + BPF_LINK_CREATE (syscall.c: bpf_tracing_prog_attach), all policies: attach ``prog``.
 
     Verifier checks (check_attach_btf_id), bpf_trampoline_get, bpf_trampoline_link_prog, as one
     step (the prog's trampoline reference passes to the link). Returns 0
     or the kernel's negative errno; on failure the trampoline reference is put again. Unknown
     target names raise :class:`~ftlab.errors.InputError`. No lock is held on return.
     """
-    _check_policy(k)
     ip = k.cat.lookup(prog.target, prog.sympos)
     err = bpf_check_attach_target(k, prog)
     if err:
@@ -605,7 +527,7 @@ def bpf_attach(k: "Kernel", prog: BpfProgram) -> int:
 
 
 def bpf_detach(k: "Kernel", prog: BpfProgram) -> int:
-    """bpf_tracing_link_release() (kernel/bpf/syscall.c), seed-v2: close ``prog``'s link.
+    """bpf_tracing_link_release() (kernel/bpf/syscall.c), all policies: close ``prog``'s link.
 
     bpf_trampoline_unlink_prog (its error is a WARN_ON_ONCE in the kernel, and returned here),
     then bpf_trampoline_put. -ENOENT (model-level) if ``prog`` has no link. No lock is held on
@@ -653,21 +575,26 @@ def trampolines(k: "Kernel") -> Iterator[bpf_trampoline]:
 # Call path: what a trampoline image does when it runs
 # ---------------------------------------------------------------------------------------------
 def run_bpf_trampoline(k: "Kernel", ctx: CallContext, addr: Addr) -> int:
-    """The code arch_prepare_bpf_trampoline JITs (bpf_jit_comp.c), seed-v2 with 4/5: facts §7.4.
+    """The code arch_prepare_bpf_trampoline JITs (bpf_jit_comp.c), all policies: facts §7.4.
 
-    fentry programs in list order; fmod_ret programs (slot zeroed; the first non-zero return
-    skips the rest and the original call and is the value fexit sees); the original call if
-    CALL_ORIG: orig_call (func+5) or, with ORIG_STACK, the return address [rbp+8]; fexit
-    programs with the return value. With SKIP_FRAME it returns to the function's caller;
-    without (fentry only) it returns into [rbp+8], so the body there runs next.
+    Runs what the image's flags say, decoded with the policy's BPF_TRAMP_F: fentry programs in
+    list order; fmod_ret programs (slot zeroed; the first non-zero return skips the rest and
+    the original call and is the value fexit sees); the original call if CALL_ORIG: orig_call
+    (func+5, the body as compiled) or, with ORIG_STACK (seed-v2 4/5, 6.1; 5.18 has no such
+    bit), the return address [rbp+8], which is the live patch's new function when the image
+    was entered from ftrace_regs_caller after klp changed regs->ip; fexit programs with the
+    return value. With SKIP_FRAME it returns to the function's caller; without (fentry only)
+    it returns into [rbp+8], so the body there runs next.
     """
     im = find_image(k, addr)
     if im is None:
         ctx.emit("unmodelled", f"no live BPF image at {addr_str(addr)}; "
                                f"returns to {addr_str(ctx.ret_addr)}")
         return run_body(k, ctx, ctx.ret_addr)
+    T = k.policy.BPF_TRAMP_F
+    orig_stack = int(getattr(T, "ORIG_STACK", 0))
     ret_addr = ctx.ret_addr
-    ctx.emit("tramp", f"{im.addr} {_flag_names(im.flags)} [rbp+8]={addr_str(ret_addr)}")
+    ctx.emit("tramp", f"{im.addr} {_flag_names(k, im.flags)} [rbp+8]={addr_str(ret_addr)}")
     kinds = bpf_tramp_prog_type
     for p in im.progs[kinds.BPF_TRAMP_FENTRY]:
         ctx.programs.append(p.name)
@@ -682,8 +609,8 @@ def run_bpf_trampoline(k: "Kernel", ctx: CallContext, addr: Addr) -> int:
             call_orig = False
             ctx.emit("orig_call", f"skipped (fmod_ret {p.name} returned {p.ret})")
             break
-    if im.flags & BPF_TRAMP_F.CALL_ORIG and call_orig:
-        if im.flags & BPF_TRAMP_F.ORIG_STACK:
+    if im.flags & T.CALL_ORIG and call_orig:
+        if im.flags & orig_stack:
             target: Addr = ret_addr
             ctx.emit("orig_call", f"[rbp+8] {addr_str(target)}")
         else:
@@ -693,16 +620,16 @@ def run_bpf_trampoline(k: "Kernel", ctx: CallContext, addr: Addr) -> int:
     for p in im.progs[kinds.BPF_TRAMP_FEXIT]:
         ctx.programs.append(p.name)
         ctx.emit("bpf_prog", f"fexit {p.name} sees {retval}")
-    if im.flags & BPF_TRAMP_F.SKIP_FRAME:
+    if im.flags & T.SKIP_FRAME:
         ctx.emit("return", f"skip frame: {retval} to the caller of {ctx.name}")
         return retval
     ctx.emit("return", f"into {addr_str(ret_addr)}")
     return run_body(k, ctx, ret_addr)
 
 
-def _flag_names(flags: int) -> str:
-    """BPF_TRAMP_F flags as ``CALL_ORIG|SKIP_FRAME``."""
-    names = [f.name or "" for f in BPF_TRAMP_F if flags & f.value]
+def _flag_names(k: "Kernel", flags: int) -> str:
+    """BPF_TRAMP_F flags as ``CALL_ORIG|SKIP_FRAME``, with the names of the policy's bpf.h."""
+    names = [f.name or "" for f in k.policy.BPF_TRAMP_F if flags & f.value]
     return "|".join(names) if names else "0"
 
 
@@ -712,8 +639,9 @@ register_code(IMAGE_PREFIX, run_bpf_trampoline, prefix=True)
 __all__ = [
     "BPF_TRAMP_F", "bpf_tramp_prog_type", "BPF_MAX_TRAMP_LINKS", "BpfProgram", "BpfState", "bpf_tramp_link",
     "bpf_tramp_image", "bpf_trampoline", "bpf_state", "bpf_key", "bpf_trampoline_compute_key", "btf_id_of",
-    "bpf_trampoline_lookup", "bpf_trampoline_get", "bpf_trampoline_put", "register_fentry", "modify_fentry",
-    "unregister_fentry", "bpf_trampoline_update", "bpf_tramp_ftrace_ops_func", "bpf_trampoline_link_prog",
-    "bpf_trampoline_unlink_prog", "bpf_check_attach_target", "check_attach_modify_return", "bpf_attach",
-    "bpf_detach", "bpf_trampoline_of", "find_image", "trampolines", "run_bpf_trampoline", "tr_mutex_name",
+    "bpf_trampoline_lookup", "bpf_trampoline_get", "bpf_trampoline_put", "bpf_trampoline_module_get",
+    "bpf_trampoline_module_put", "bpf_arch_text_poke", "bpf_tramp_image_put", "cur_image_of_empty", "bpf_trampoline_get_progs",
+    "arch_prepare_bpf_trampoline", "bpf_trampoline_link_prog", "bpf_trampoline_unlink_prog",
+    "bpf_check_attach_target", "check_attach_modify_return", "bpf_attach", "bpf_detach", "bpf_trampoline_of",
+    "find_image", "trampolines", "run_bpf_trampoline", "tr_mutex_name",
 ]

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ...errors import InputError
+from .._copy import fast_deepcopy
 from ..calls import CallContext, register_code, run_body
 from ..direct import (modify_ftrace_direct_multi, register_ftrace_direct_multi,
                       unregister_ftrace_direct_multi)
@@ -43,6 +44,8 @@ TRAMP_PREFIX = "my_tramp"
 class DirectModule:
     """One loaded direct-call sample module: its ``direct`` ops and current trampoline."""
 
+    __deepcopy__ = fast_deepcopy
+
     name: str
     ops: ftrace_ops
     funcs: tuple[str, ...]
@@ -55,6 +58,8 @@ class DirectModule:
 @dataclass(eq=False)
 class DirectClientState:
     """Loaded direct-call sample modules by name, in ``k.subsys["direct_client"]``."""
+
+    __deepcopy__ = fast_deepcopy
 
     modules: dict[str, DirectModule] = field(default_factory=dict)
 

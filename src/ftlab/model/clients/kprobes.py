@@ -41,6 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...errors import InputError
+from .._copy import fast_deepcopy
 from ..calls import CallContext, register_callback
 from ..errno import Errno
 from ..flags import FTRACE_OPS_FL
@@ -62,6 +63,8 @@ class kprobe:
     ``post_handler`` when any child has one.
     """
 
+    __deepcopy__ = fast_deepcopy
+
     label: str
     addr: int
     post_handler: bool = False
@@ -78,6 +81,8 @@ class kprobe:
 @dataclass(eq=False)
 class KprobeState:
     """Statics of kernel/kprobes.c, in ``k.subsys["kprobes"]``."""
+
+    __deepcopy__ = fast_deepcopy
 
     kprobe_ftrace_ops: ftrace_ops
     kprobe_ipmodify_ops: ftrace_ops

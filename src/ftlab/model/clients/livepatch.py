@@ -50,6 +50,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from .._copy import fast_deepcopy
 from ..calls import CallContext, register_callback, register_code
 from ..errno import Errno
 from ..flags import FTRACE_OPS_FL
@@ -84,6 +85,8 @@ class klp_func:
     initialised (core.c: klp_init_object_loaded). ``old_func`` is the function's ip.
     """
 
+    __deepcopy__ = fast_deepcopy
+
     old_name: str | None
     new_func: Addr | None = None
     old_sympos: int = 0
@@ -101,6 +104,8 @@ class klp_func:
 class klp_object:
     """struct klp_object: the functions patched in one object; ``name`` None is vmlinux."""
 
+    __deepcopy__ = fast_deepcopy
+
     name: str | None = None
     funcs: list[klp_func] = field(default_factory=list)
     patched: bool = False
@@ -113,6 +118,8 @@ class klp_object:
 @dataclass(eq=False)
 class klp_patch:
     """struct klp_patch: ``mod`` is the livepatch module's name (also the sysfs directory)."""
+
+    __deepcopy__ = fast_deepcopy
 
     mod: str
     objs: list[klp_object] = field(default_factory=list)
@@ -127,6 +134,8 @@ class klp_patch:
 @dataclass(eq=False)
 class klp_ops:
     """struct klp_ops (kernel/livepatch/patch.h): one fops per patched function + the func stack."""
+
+    __deepcopy__ = fast_deepcopy
 
     fops: ftrace_ops
     func_stack: list[klp_func] = field(default_factory=list)  # [0] is the newest (list_add_rcu)
@@ -147,6 +156,8 @@ class klp_task:
     is set, klp_try_switch_task cannot switch the task.
     """
 
+    __deepcopy__ = fast_deepcopy
+
     patch_state: int = KLP_UNDEFINED
     pending: bool = False
     blocked: bool = False
@@ -155,9 +166,14 @@ class klp_task:
         return (self.patch_state, self.pending, self.blocked)
 
 
+_IDLE_TASK = (-1, False, False)  # a task outside any transition: same as no task record
+
+
 @dataclass(eq=False)
 class KlpState:
     """Global state of kernel/livepatch (what C keeps in statics), in ``k.subsys["klp"]``."""
+
+    __deepcopy__ = fast_deepcopy
 
     patches: list[klp_patch] = field(default_factory=list)   # klp_patches, oldest first
     ops: list[klp_ops] = field(default_factory=list)         # klp_ops list, newest first
@@ -173,7 +189,8 @@ class KlpState:
         """Hashable value of the livepatch state (for canonical state forms)."""
         tp = self.transition_patch.mod if self.transition_patch is not None else None
         return (tuple(p.key() for p in self.patches), tuple(o.key() for o in self.ops), tp,
-                self.target_state, tuple(sorted((n, t.key()) for n, t in self.tasks.items())),
+                self.target_state,
+                tuple(sorted((n, t.key()) for n, t in self.tasks.items() if t.key() != _IDLE_TASK)),
                 tuple(sorted(self.sysfs)), tuple(sorted(self.modules.items())),
                 tuple(p.mod for p in self.free_work))
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...errors import InputError
+from .._copy import fast_deepcopy
 from ..calls import CallContext, register_callback
 from ..errno import Errno
 from ..flags import FTRACE_OPS_FL
@@ -61,6 +62,8 @@ FILTER_FILES = ("set_ftrace_filter", "set_ftrace_notrace")
 @dataclass(eq=False)
 class TracerState:
     """The top trace_array's function-tracing state, in ``k.subsys["tracer"]``."""
+
+    __deepcopy__ = fast_deepcopy
 
     global_ops: ftrace_ops
     current_tracer: str = "nop"

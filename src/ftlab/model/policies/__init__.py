@@ -1,10 +1,10 @@
 """Policies: the parts of the ftrace hook core that differ between kernel versions.
 
-Each policy is one sibling module of this package (``seed_v2`` now; ``linux_5_18`` and
-``linux_6_1`` join it) holding only the functions whose behaviour differs, under the kernel's
-names, each with a docstring naming the kernel version and ``file: function``. Everything shared
-lives in :mod:`ftlab.model.ftrace` and :mod:`ftlab.model.direct`, which reach a policy only
-through ``k.policy.<function>``.
+Each policy is one sibling module of this package (``linux_5_18``, ``seed_v2``, ``linux_6_1``)
+holding only the functions whose behaviour differs, under the kernel's names, each with a
+docstring naming the kernel version and ``file: function``. Everything shared lives in
+:mod:`ftlab.model.ftrace`, :mod:`ftlab.model.direct` and, for BPF trampolines,
+:mod:`ftlab.model.clients.bpf`, which reach a policy only through ``k.policy.<function>``.
 
 A policy module must define:
 
@@ -14,7 +14,12 @@ A policy module must define:
 * ``register_ftrace_function(k, ops)``, ``unregister_ftrace_function(k, ops)``;
 * ``__ftrace_hash_update_ipmodify(k, ops, old_hash, new_hash)``;
 * ``register_ftrace_direct_multi(k, ops, addr)``, ``unregister_ftrace_direct_multi(k, ops, addr)``,
-  ``modify_ftrace_direct_multi(k, ops, addr)``.
+  ``modify_ftrace_direct_multi(k, ops, addr)``;
+* a "kernel/bpf/trampoline.c" section for :mod:`ftlab.model.clients.bpf`: ``BPF_TRAMP_F`` (the
+  flags of that version's bpf.h), ``register_fentry``, ``modify_fentry``, ``unregister_fentry``,
+  ``bpf_tramp_image_alloc`` and ``bpf_trampoline_update(k, tr, lock_direct_mutex)``; a version
+  whose trampolines own an ftrace_ops also has ``bpf_trampoline_lookup_fops``,
+  ``bpf_trampoline_put_fops`` and ``bpf_tramp_ftrace_ops_func``.
 
 A function that a kernel version does not have (``modify_ftrace_direct_multi_nolock`` before the
 series, ``cleanup_direct_functions_after_ipmodify`` before 6.0) is simply absent from its module;
@@ -43,6 +48,8 @@ _REQUIRED = (
     "HAS_SHARE_IPMODIFY_FLAG", "register_ftrace_function", "unregister_ftrace_function",
     "__ftrace_hash_update_ipmodify", "register_ftrace_direct_multi",
     "unregister_ftrace_direct_multi", "modify_ftrace_direct_multi",
+    "BPF_TRAMP_F", "register_fentry", "modify_fentry", "unregister_fentry", "bpf_tramp_image_alloc",
+    "bpf_trampoline_update",
 )
 
 

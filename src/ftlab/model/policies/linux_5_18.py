@@ -8,12 +8,17 @@ ftrace_lock. The BPF trampoline of this era attaches through the legacy single-i
 (register_ftrace_direct / modify_ftrace_direct / unregister_ftrace_direct on the shared
 ``direct_ops``), which this module models too. Sources: the removed ("-") lines of the seed
 series, kernel/trace/ftrace.c of 6.1 for the unchanged parts, facts §5.
+
+The last section is the BPF trampoline of this era (kernel/bpf/trampoline.c): no fops, no
+ops_func, no ORIG_STACK; every trampoline attaches through the legacy API, so its record carries
+direct_ops' IPMODIFY and a live patch on the same function is refused in either order.
 """
 
 from __future__ import annotations
 
 import enum
 
+from ..clients import bpf
 from ..direct import (CALL_DIRECT_FUNCS, check_direct_multi, ftrace_add_rec_direct,
                       remove_direct_functions_hash, tmp_ops)
 from ..errno import Errno
@@ -192,7 +197,12 @@ def _stub_ops(k: Kernel) -> ftrace_ops:
 
 
 def register_ftrace_direct(k: Kernel, ip: int, addr: Addr) -> int:
-    """register_ftrace_direct() (ftrace.c, 5.18): add ``ip`` to direct_ops, registering it on first use."""
+    """register_ftrace_direct() (ftrace.c, 5.18): add ``ip`` to direct_ops, registering it on first use.
+
+    Without CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS it is the ftrace.h inline stub: -ENODEV.
+    """
+    if not k.arch.direct_calls:
+        return -Errno.ENODEV
     mutex_lock(k, "direct_mutex")
     try:
         ip = ftrace_location(k, ip)
@@ -218,7 +228,12 @@ def register_ftrace_direct(k: Kernel, ip: int, addr: Addr) -> int:
 
 
 def unregister_ftrace_direct(k: Kernel, ip: int, addr: Addr) -> int:
-    """unregister_ftrace_direct() (ftrace.c, 5.18): drop ``ip``; unregister direct_ops with its last ip."""
+    """unregister_ftrace_direct() (ftrace.c, 5.18): drop ``ip``; unregister direct_ops with its last ip.
+
+    Without DIRECT_CALLS: the ftrace.h stub, -ENODEV.
+    """
+    if not k.arch.direct_calls:
+        return -Errno.ENODEV
     mutex_lock(k, "direct_mutex")
     try:
         ip = ftrace_location(k, ip)
@@ -258,7 +273,12 @@ def ftrace_modify_direct_caller(k: Kernel, ip: int, new_addr: Addr) -> int:
 
 
 def modify_ftrace_direct(k: Kernel, ip: int, old_addr: Addr, new_addr: Addr) -> int:
-    """modify_ftrace_direct() (ftrace.c, 5.18): re-point one ip's direct trampoline."""
+    """modify_ftrace_direct() (ftrace.c, 5.18): re-point one ip's direct trampoline.
+
+    Without DIRECT_CALLS: the ftrace.h stub, -ENODEV.
+    """
+    if not k.arch.direct_calls:
+        return -Errno.ENODEV
     mutex_lock(k, "direct_mutex")
     mutex_lock(k, "ftrace_lock")
     try:
@@ -274,3 +294,109 @@ def modify_ftrace_direct(k: Kernel, ip: int, old_addr: Addr, new_addr: Addr) -> 
     finally:
         mutex_unlock(k, "ftrace_lock")
         mutex_unlock(k, "direct_mutex")
+
+
+# =============================================================================================
+# kernel/bpf/trampoline.c (before the series) and include/linux/bpf.h
+# =============================================================================================
+# The BPF trampoline as it stood before Song Liu's series (the "-" lines of v2 5/5; 5.18's
+# trampoline.c had the same flow, with bpf_tramp_progs where bpf-next had bpf_tramp_links):
+# no tr->fops, no ops_func, no indirect_call, no BPF_TRAMP_F_ORIG_STACK. Every trampoline's image
+# is registered on the one shared, static ``direct_ops`` (IPMODIFY|DIRECT|SAVE_REGS|PERMANENT)
+# through register_ftrace_direct(ip, addr), re-pointed with modify_ftrace_direct(ip, old, new)
+# and removed with unregister_ftrace_direct(ip, addr). Because direct_ops carries IPMODIFY, a
+# live patch and a BPF trampoline refuse each other with -EBUSY in both orders (facts §5):
+# live patch first -> the filter change of a live direct_ops, or the registration of a fresh
+# one, fails in __ftrace_hash_update_ipmodify; BPF first -> the live patch's registration does.
+
+class BPF_TRAMP_F(enum.IntFlag):
+    """BPF_TRAMP_F_* (include/linux/bpf.h, 5.18): no ORIG_STACK (4/5 of the series adds it)."""
+
+    RESTORE_REGS = 1 << 0
+    CALL_ORIG = 1 << 1
+    SKIP_FRAME = 1 << 2
+    IP_ARG = 1 << 3
+    RET_FENTRY_RET = 1 << 4
+
+
+def register_fentry(k: Kernel, tr: "bpf.bpf_trampoline", new_addr: Addr) -> int:
+    """register_fentry() (trampoline.c, 5.18): register_ftrace_direct(ip, new_addr) on the shared direct_ops."""
+    ip = tr.func_addr
+    if ftrace_location(k, ip):
+        tr.ftrace_managed = True
+    if bpf.bpf_trampoline_module_get(k, tr):
+        return -Errno.ENOENT
+    if tr.ftrace_managed:
+        ret = register_ftrace_direct(k, ip, new_addr)
+    else:
+        ret = bpf.bpf_arch_text_poke(k, tr, None, new_addr)
+    if ret:
+        bpf.bpf_trampoline_module_put(k, tr)
+    return ret
+
+
+def modify_fentry(k: Kernel, tr: "bpf.bpf_trampoline", old_addr: Addr, new_addr: Addr) -> int:
+    """modify_fentry() (trampoline.c, 5.18): modify_ftrace_direct(ip, old_addr, new_addr); no lock argument."""
+    if tr.ftrace_managed:
+        return modify_ftrace_direct(k, tr.func_addr, old_addr, new_addr)
+    return bpf.bpf_arch_text_poke(k, tr, old_addr, new_addr)
+
+
+def unregister_fentry(k: Kernel, tr: "bpf.bpf_trampoline", old_addr: Addr) -> int:
+    """unregister_fentry() (trampoline.c, 5.18): unregister_ftrace_direct(ip, old_addr), module put on success."""
+    if tr.ftrace_managed:
+        ret = unregister_ftrace_direct(k, tr.func_addr, old_addr)
+    else:
+        ret = bpf.bpf_arch_text_poke(k, tr, old_addr, None)
+    if not ret:
+        bpf.bpf_trampoline_module_put(k, tr)
+    return ret
+
+
+def bpf_tramp_image_alloc(k: Kernel, tr: "bpf.bpf_trampoline", idx: int) -> "bpf.bpf_tramp_image":
+    """bpf_tramp_image_alloc(key, idx) (trampoline.c, 5.18): a fresh page, ksym ``bpf_trampoline_<key>_<idx>``."""
+    return bpf.bpf_tramp_image(addr=f"{bpf.IMAGE_PREFIX}{tr.key}_{idx}", key=tr.key, ip=tr.func_addr)
+
+
+def bpf_trampoline_update(k: Kernel, tr: "bpf.bpf_trampoline", lock_direct_mutex: bool = True) -> int:
+    """bpf_trampoline_update() (trampoline.c, 5.18): rebuild the image and (re)attach it, no retry.
+
+    The kernel function has no ``lock_direct_mutex`` parameter (the series adds it); the model
+    accepts and ignores it so that the shared link/unlink code calls every version alike.
+    Caller holds tr->mutex. No programs: unregister_fentry, drop the image, selector = 0.
+    Otherwise JIT a new image (CALL_ORIG|SKIP_FRAME with fexit or fmod_ret programs, else
+    RESTORE_REGS; IP_ARG if a program wants the ip) and register it (first image) or modify to
+    it; any error is returned as is. A failed update leaks its image (not modelled).
+    """
+    tlinks, total, ip_arg = bpf.bpf_trampoline_get_progs(tr)
+    if total == 0:
+        err = unregister_fentry(k, tr, bpf.cur_image_of_empty(k, tr).addr)
+        bpf.bpf_tramp_image_put(k, tr.cur_image)
+        tr.cur_image = None
+        tr.selector = 0
+        return err
+
+    im = bpf_tramp_image_alloc(k, tr, tr.selector)
+    flags = BPF_TRAMP_F.RESTORE_REGS
+    if bpf.has_call_orig(tlinks):
+        flags = BPF_TRAMP_F.CALL_ORIG | BPF_TRAMP_F.SKIP_FRAME
+    if ip_arg:
+        flags |= BPF_TRAMP_F.IP_ARG
+    err, im = bpf.arch_prepare_bpf_trampoline(k, im, flags, tlinks, tr)
+    if err < 0:
+        return err
+    if tr.cur_image is not None and tr.selector == 0:
+        k.warn("bpf_trampoline_update", "an image is installed but the selector is 0")
+    if tr.cur_image is None and tr.selector:
+        k.warn("bpf_trampoline_update", "no image is installed but the selector is not 0")
+    if tr.cur_image is not None:
+        err = modify_fentry(k, tr, tr.cur_image.addr, im.addr)
+    else:
+        err = register_fentry(k, tr, im.addr)
+    if err:
+        return err
+    if tr.cur_image is not None:
+        bpf.bpf_tramp_image_put(k, tr.cur_image)
+    tr.cur_image = im
+    tr.selector += 1
+    return 0

@@ -23,22 +23,29 @@ linux-source-6.1 6.1.192-2 tree):
 ftrace_ops_init's ops_mutex (another Debian backport) only serialises concurrent first
 initialisations and is not modelled. The legacy single-ip direct API (register_ftrace_direct) is
 not modelled for this policy: no client of 6.1 uses it.
+
+The last section is the BPF trampoline of the same tree (kernel/bpf/trampoline.c,
+include/linux/bpf.h): sharing state in tr->flags (BPF_TRAMP_F_SHARE_IPMODIFY), the SELF / PEER /
+DISABLE_PEER answers of bpf_tramp_ftrace_ops_func, and the unconditional -EAGAIN retry.
 """
 
 from __future__ import annotations
 
 import enum
 
-from ...errors import KernelOops
+from ...errors import KernelOops, ModelError
+from .. import direct
+from ..clients import bpf
 from ..direct import (CALL_DIRECT_FUNCS, check_direct_multi, ftrace_add_rec_direct,
                       remove_direct_functions_hash, tmp_ops)
 from ..errno import Errno
 from ..flags import OPSF, RECF
-from ..ftrace import (FTRACE_REGS_ADDR, FTRACE_WARN_ON, ftrace_find_rec_direct, ftrace_ops_init,
-                      ftrace_shutdown, ftrace_startup, ops_references_ip)
+from ..ftrace import (FTRACE_REGS_ADDR, FTRACE_WARN_ON, ftrace_find_rec_direct, ftrace_free_filter,
+                      ftrace_location, ftrace_ops_init, ftrace_set_filter_ip, ftrace_shutdown,
+                      ftrace_startup, ops_references_ip)
 from ..hash import ftrace_hash, ftrace_hash_empty
 from ..kernel import Kernel
-from ..locks import mutex_lock, mutex_unlock
+from ..locks import mutex_lock, mutex_trylock, mutex_unlock
 from ..ops import Addr, ftrace_ops
 
 F = OPSF
@@ -305,3 +312,265 @@ def modify_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
     err = __modify_ftrace_direct_multi(k, ops, addr)
     mutex_unlock(k, "direct_mutex")
     return err
+
+
+# =============================================================================================
+# kernel/bpf/trampoline.c and include/linux/bpf.h (6.1.192)
+# =============================================================================================
+# The merged design as the 6.1.192-2 tree has it, with the stable backports that touch this file:
+# "bpf: Remove bpf trampoline selector" and "bpf: Fix memleak due to fentry attach failure"
+# (stable 6.1.39, Debian 6.1.52-1: no tr->selector, image ksym ``bpf_trampoline_<key>``, a failed
+# update frees its image), and "ftrace: bpf: Fix IPMODIFY + DIRECT in modify_ftrace_direct()"
+# (3e9a18e1c3e9, stable 6.1.160, Debian 6.1.162-1), whose ftrace half makes the modify path ask
+# SELF (__modify_ftrace_direct_multi, update_target). Its companion upstream, 56b3c85e153b
+# "ftrace: Fix BPF fexit with livepatch", which moved the fops->func / fops->trampoline reset out
+# of bpf_trampoline_update into register_ftrace_direct's error path, is marked for 6.6+ and is
+# *not* in this tree: here the ``again:`` reset runs for every -EAGAIN, also on the modify path
+# of a live fops (see bpf_trampoline_update).
+#
+# 1. tr->flags holds the JIT flags plus BPF_TRAMP_F_SHARE_IPMODIFY (BIT(6)) and TAIL_CALL_CTX
+#    (BIT(7)); an update keeps only those two and recomputes the rest; ORIG_STACK iff SHARE and
+#    CALL_ORIG; any error restores the flags the update started with.
+# 2. IPMODIFY first: registering (or, since 6.1.160, modifying) tr->fops meets the live patch's
+#    record bit and ftrace asks SELF. A trampoline that calls the original (CALL_ORIG) without
+#    ORIG_STACK sets SHARE and answers -EAGAIN; bpf_trampoline_update retries unconditionally
+#    and the new image has ORIG_STACK. A fentry-only trampoline (or one already ORIG_STACK)
+#    answers 0 without setting SHARE: its image returns into [rbp+8], the patched code.
+# 3. DIRECT first: the live patch's registration sends PEER (direct_mutex held): trylock
+#    tr->mutex (busy: msleep(1), -EAGAIN, the live patch fails and must be retried), set SHARE,
+#    rebuild with ORIG_STACK only if the image calls the original and lacks it.
+# 4. Live patch removed: DISABLE_PEER (result ignored): trylock, clear SHARE, rebuild only if
+#    the image has ORIG_STACK.
+
+class BPF_TRAMP_F(enum.IntFlag):
+    """BPF_TRAMP_F_* (include/linux/bpf.h, 6.1.192): ORIG_STACK, SHARE_IPMODIFY and TAIL_CALL_CTX exist."""
+
+    RESTORE_REGS = 1 << 0
+    CALL_ORIG = 1 << 1
+    SKIP_FRAME = 1 << 2
+    IP_ARG = 1 << 3
+    RET_FENTRY_RET = 1 << 4
+    ORIG_STACK = 1 << 5
+    SHARE_IPMODIFY = 1 << 6
+    TAIL_CALL_CTX = 1 << 7
+
+
+_T = BPF_TRAMP_F
+#: The model's bound on ``goto again``: the 6.1 loop has none, so an -EAGAIN that never stops
+#: would spin forever in the kernel; the model raises ModelError instead (unreachable through
+#: this tree's ftrace: SELF answers -EAGAIN only while ORIG_STACK is missing).
+AGAIN_LIMIT = 16
+
+
+def msleep(k: Kernel, msecs: int) -> None:
+    """msleep() (kernel/time/timer.c): the model has no clock and a sleep changes no state: a no-op.
+
+    It stays a named call so that the 6.1 trylock failure path reads like the kernel's and a
+    test (or an interleaving scheduler) can observe it.
+    """
+
+
+def bpf_trampoline_lookup_fops(k: Kernel, tr: "bpf.bpf_trampoline") -> ftrace_ops | None:
+    """bpf_trampoline_lookup() (trampoline.c, 6.1): its DIRECT_CALLS block, as in seed v2 5/5.
+
+    A new trampoline gets its own zeroed ftrace_ops with private = tr and ops_func =
+    bpf_tramp_ftrace_ops_func; without CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS tr->fops stays
+    NULL (and register_fentry answers -ENOTSUPP for ftrace locations).
+    """
+    if not k.arch.direct_calls:
+        return None
+    return ftrace_ops(f"tr->fops[{tr.key}]", None, 0, private=tr, ops_func=bpf_tramp_ftrace_ops_func)
+
+
+def bpf_trampoline_put_fops(k: Kernel, tr: "bpf.bpf_trampoline") -> None:
+    """bpf_trampoline_put() (trampoline.c, 6.1): ``ftrace_free_filter(tr->fops)`` then kfree.
+
+    ftrace_free_filter WARNs (and frees nothing) if the fops is still ENABLED, which happens
+    only after its unregistration failed (e.g. ftrace killed).
+    """
+    assert tr.fops is not None
+    ftrace_free_filter(k, tr.fops)
+
+
+def register_fentry(k: Kernel, tr: "bpf.bpf_trampoline", new_addr: Addr) -> int:
+    """register_fentry() (trampoline.c, 6.1): filter ip with reset=1, register_ftrace_direct_multi.
+
+    An ftrace location without a fops (no DIRECT_CALLS) is -ENOTSUPP. On failure the filter
+    is left as it is (the next attempt resets it) and fops->func / fops->trampoline stay set
+    by register_ftrace_direct_multi; only the module reference is put back.
+    """
+    ip = tr.func_addr
+    if ftrace_location(k, ip):
+        if tr.fops is None:
+            return -Errno.ENOTSUPP
+        tr.ftrace_managed = True
+    if bpf.bpf_trampoline_module_get(k, tr):
+        return -Errno.ENOENT
+    if tr.ftrace_managed:
+        assert tr.fops is not None
+        ftrace_set_filter_ip(k, tr.fops, ip, False, True)
+        ret = direct.register_ftrace_direct_multi(k, tr.fops, new_addr)
+    else:
+        ret = bpf.bpf_arch_text_poke(k, tr, None, new_addr)
+    if ret:
+        bpf.bpf_trampoline_module_put(k, tr)
+    return ret
+
+
+def modify_fentry(k: Kernel, tr: "bpf.bpf_trampoline", old_addr: Addr, new_addr: Addr,
+                  lock_direct_mutex: bool) -> int:
+    """modify_fentry() (trampoline.c, 6.1): modify_ftrace_direct_multi or _nolock, nothing undone on failure.
+
+    Since stable 6.1.160 the ftrace side runs the IPMODIFY check with update_target, so a
+    modify on a live-patched function can get SELF's -EAGAIN (or -EBUSY) back.
+    """
+    if tr.ftrace_managed:
+        assert tr.fops is not None
+        if lock_direct_mutex:
+            return direct.modify_ftrace_direct_multi(k, tr.fops, new_addr)
+        return direct.modify_ftrace_direct_multi_nolock(k, tr.fops, new_addr)
+    return bpf.bpf_arch_text_poke(k, tr, old_addr, new_addr)
+
+
+def unregister_fentry(k: Kernel, tr: "bpf.bpf_trampoline", old_addr: Addr) -> int:
+    """unregister_fentry() (trampoline.c, 6.1): unregister_ftrace_direct_multi(tr->fops); module put on success.
+
+    On failure (ftrace killed: -ENODEV; not enabled: -EINVAL) the module reference is kept;
+    unregister_ftrace_direct_multi has dropped the direct entries and fops->func anyway.
+    """
+    if tr.ftrace_managed:
+        assert tr.fops is not None
+        ret = direct.unregister_ftrace_direct_multi(k, tr.fops, old_addr)
+    else:
+        ret = bpf.bpf_arch_text_poke(k, tr, old_addr, None)
+    if not ret:
+        bpf.bpf_trampoline_module_put(k, tr)
+    return ret
+
+
+def bpf_tramp_image_alloc(k: Kernel, tr: "bpf.bpf_trampoline") -> "bpf.bpf_tramp_image":
+    """bpf_tramp_image_alloc(key) (trampoline.c, 6.1.192): a fresh page, ksym ``bpf_trampoline_<key>``.
+
+    No index since "bpf: Remove bpf trampoline selector" (stable 6.1.39), so the old and the new
+    image of an update have the same name; the model tells them apart with ``#0`` / ``#1``
+    (the one the current image does not use), which %pS strips.
+    """
+    n = 1 if tr.cur_image is not None and tr.cur_image.addr.endswith("#0") else 0
+    return bpf.bpf_tramp_image(addr=f"{bpf.IMAGE_PREFIX}{tr.key}#{n}", key=tr.key, ip=tr.func_addr)
+
+
+def bpf_trampoline_update(k: Kernel, tr: "bpf.bpf_trampoline", lock_direct_mutex: bool) -> int:
+    """bpf_trampoline_update() (trampoline.c, 6.1.192): rebuild the image from tr->flags and (re)attach it.
+
+    Caller holds tr->mutex. No programs: unregister_fentry and drop the image (tr->flags keep
+    their value). Otherwise: keep only SHARE_IPMODIFY and TAIL_CALL_CTX of tr->flags, add
+    CALL_ORIG|SKIP_FRAME (fexit or fmod_ret) or RESTORE_REGS, IP_ARG; ``again:`` add ORIG_STACK
+    if SHARE and CALL_ORIG, JIT, register (first image) or modify. -EAGAIN (SELF asked for a
+    rebuild and set SHARE) -> fops->func = NULL, fops->trampoline = 0, image back to RW, goto
+    again: no guard, first registration or not. Any other error frees the image (backport of
+    "bpf: Fix memleak due to fentry attach failure") and restores the flags of the start.
+
+    Consequence of the unguarded reset in this tree (pinned by the tests): when the -EAGAIN
+    comes from the *modify* path (live patch, then a fentry-only trampoline, then an fexit
+    program: SELF on modify_ftrace_direct_multi), fops->func and fops->trampoline are cleared
+    on a registered, live fops and nothing sets them again; the next call of the function
+    through the list function trips FTRACE_WARN_ON(!op->func) and kills ftrace.
+    """
+    orig_flags = tr.flags
+    tlinks, total, ip_arg = bpf.bpf_trampoline_get_progs(tr)
+    if total == 0:
+        err = unregister_fentry(k, tr, bpf.cur_image_of_empty(k, tr).addr)
+        bpf.bpf_tramp_image_put(k, tr.cur_image)
+        tr.cur_image = None
+        if err:
+            tr.flags = orig_flags
+        return err
+
+    im = bpf_tramp_image_alloc(k, tr)
+    tr.flags &= _T.SHARE_IPMODIFY | _T.TAIL_CALL_CTX
+    if bpf.has_call_orig(tlinks):
+        tr.flags |= _T.CALL_ORIG | _T.SKIP_FRAME
+    else:
+        tr.flags |= _T.RESTORE_REGS
+    if ip_arg:
+        tr.flags |= _T.IP_ARG
+
+    retries = 0
+    while True:  # again:
+        if tr.flags & _T.SHARE_IPMODIFY and tr.flags & _T.CALL_ORIG:
+            tr.flags |= _T.ORIG_STACK
+        err, im = bpf.arch_prepare_bpf_trampoline(k, im, tr.flags, tlinks, tr)
+        if err < 0:
+            break  # out_free
+        if tr.cur_image is not None and total == 0:  # WARN_ON; cannot hold here
+            k.warn("bpf_trampoline_update", "an image is installed but there are no programs")
+        if tr.cur_image is not None:
+            err = modify_fentry(k, tr, tr.cur_image.addr, im.addr, lock_direct_mutex)
+        else:
+            err = register_fentry(k, tr, im.addr)
+        if err == -Errno.EAGAIN:
+            assert tr.fops is not None  # -EAGAIN comes only from the fops' ftrace calls
+            tr.fops.func = None
+            tr.fops.trampoline = 0
+            retries += 1
+            if retries > AGAIN_LIMIT:
+                raise ModelError(f"bpf_trampoline_update of {tr.func_name}: -EAGAIN {retries} times in a "
+                                 "row; the kernel's 'goto again' would never end")
+            continue
+        break
+    if err:
+        # out_free: bpf_tramp_image_free(im); out: restore the flags
+        tr.flags = orig_flags
+        return err
+    if tr.cur_image is not None:
+        bpf.bpf_tramp_image_put(k, tr.cur_image)
+    tr.cur_image = im
+    return 0
+
+
+def bpf_tramp_ftrace_ops_func(ops: ftrace_ops, cmd: int) -> int:
+    """bpf_tramp_ftrace_ops_func() (trampoline.c, 6.1): tr->fops' answer to SELF / PEER / DISABLE_PEER.
+
+    SELF comes from __ftrace_hash_update_ipmodify while this trampoline's own registration or
+    modify runs, so tr->mutex is already held by the caller: no locking (the kernel's
+    lockdep_assert_held_once is silent on Debian's config, which has no lockdep; not checked
+    here). If the image calls the original (CALL_ORIG) without ORIG_STACK: SHARE already set
+    -> WARN_ON_ONCE, -EBUSY; else set SHARE and answer -EAGAIN so bpf_trampoline_update
+    rebuilds and retries. Otherwise answer 0 without setting SHARE (a fentry-only image
+    already returns into [rbp+8]).
+
+    PEER (prepare_direct_functions_for_ipmodify) and DISABLE_PEER
+    (cleanup_direct_functions_after_ipmodify) come with direct_mutex held; the documented order
+    is tr->mutex -> direct_mutex, so they only trylock tr->mutex, and on failure msleep(1) (to
+    let the holder progress) and answer -EAGAIN. PEER sets SHARE and rebuilds only if CALL_ORIG
+    and not ORIG_STACK; DISABLE_PEER clears SHARE and rebuilds only if ORIG_STACK; both rebuild
+    with lock_direct_mutex = false. Any other command: -EINVAL.
+    """
+    tr: bpf.bpf_trampoline = ops.private
+    k = tr.kernel
+    if cmd == ftrace_ops_cmd.FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF:
+        if tr.flags & _T.CALL_ORIG and not tr.flags & _T.ORIG_STACK:
+            if tr.flags & _T.SHARE_IPMODIFY:
+                k.warn("bpf_tramp_ftrace_ops_func", "SELF with BPF_TRAMP_F_SHARE_IPMODIFY already set",
+                       once=True)
+                return -Errno.EBUSY
+            tr.flags |= _T.SHARE_IPMODIFY
+            return -Errno.EAGAIN
+        return 0
+
+    if not mutex_trylock(k, tr.mutex):
+        msleep(k, 1)
+        return -Errno.EAGAIN
+    ret = 0
+    if cmd == ftrace_ops_cmd.FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER:
+        tr.flags |= _T.SHARE_IPMODIFY
+        if tr.flags & _T.CALL_ORIG and not tr.flags & _T.ORIG_STACK:
+            ret = bpf_trampoline_update(k, tr, False)
+    elif cmd == ftrace_ops_cmd.FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY_PEER:
+        tr.flags &= ~_T.SHARE_IPMODIFY
+        if tr.flags & _T.ORIG_STACK:
+            ret = bpf_trampoline_update(k, tr, False)
+    else:
+        ret = -Errno.EINVAL
+    mutex_unlock(k, tr.mutex)
+    return ret
