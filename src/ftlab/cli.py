@@ -384,3 +384,5 @@ if __name__ == "__main__":  # pragma: no cover
 
 # Scenario subcommands register themselves on import (run, show, compare, schema).
 from . import cli_scenario  # noqa: E402,F401
+from . import cli_explore  # noqa: E402,F401
+from . import cli_oracle  # noqa: E402,F401

@@ -14,6 +14,10 @@ JSON documents (``--json``), format 1:
   "retval"}}, "differs"}]}``.
 * ``list`` (``ftlab run`` without a file): ``{"format": 1, "command": "run", "scenarios":
   [{"name", "description"}]}``.
+* ``schema --json``: ``{"format": 1, "command": "schema", "schema": {...}}`` (without ``--json``
+  the scenario JSON Schema alone).
+
+Their JSON Schemas are in :mod:`ftlab.output_schemas`.
 """
 
 from __future__ import annotations
@@ -181,7 +185,9 @@ def _cell_text(cell: dict[str, Any] | None) -> str:
 @subcommand("compare", "run one scenario under several policies, side by side", configure=_configure_compare)
 def cmd_compare(args: argparse.Namespace) -> Output:
     """``ftlab compare``: exit 0 when every policy gives the same results, 1 when they differ."""
-    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    policies = list(dict.fromkeys(p.strip() for p in args.policies.split(",") if p.strip()))
+    if not policies:
+        raise InputError("give at least one policy", "--policies")
     for p in policies:
         if p not in policy_names():
             raise InputError(f"unknown policy {p!r} (known: {', '.join(policy_names())})", "--policies")
@@ -222,9 +228,14 @@ def cmd_compare(args: argparse.Namespace) -> Output:
 # ftlab schema
 # ---------------------------------------------------------------------------------------------
 def _configure_schema(p: argparse.ArgumentParser) -> None:
-    pass
+    add_json_option(p)
 
 
 @subcommand("schema", "print the JSON Schema of scenario files", configure=_configure_schema)
 def cmd_schema(args: argparse.Namespace) -> Output:
-    return Output(json.dumps(Scenario.model_json_schema(), indent=2) + "\n")
+    """The schema itself; with ``--json``, wrapped like every command's document: ``{"format": 1,
+    "command": "schema", "schema": {...}}``."""
+    schema = Scenario.model_json_schema()
+    if args.json:
+        return Output(json_document("schema", schema=schema))
+    return Output(json.dumps(schema, indent=2) + "\n")

@@ -9,6 +9,9 @@ exceptions below are for the two things that are not kernel behaviour:
 * :class:`ModelError` -- the model itself was driven into something the kernel cannot do (a
   mutex taken twice by its holder, released by a non-holder). It means a bug in a caller of the
   model, and is raised loudly rather than recorded.
+* :class:`OracleError` -- the real-kernel oracle (:mod:`ftlab.oracle`) cannot do its work: a
+  package cannot be installed, a module does not build, a guest does not boot or hangs. The CLI
+  prints it as one line and exits 2.
 """
 
 from __future__ import annotations
@@ -38,3 +41,7 @@ class KernelOops(FtlabError):
     the kernel's event log has a ``BUG`` entry. Raised out of the model so that no caller
     continues as if the call had returned; shells report it as the step's result ``Oops``.
     """
+
+
+class OracleError(FtlabError):
+    """The real-kernel oracle cannot run: setup, module build or guest failure (one-line message)."""

@@ -17,7 +17,7 @@ from ..errors import InputError, KernelOops
 from ..model import calls, views
 from ..model.catalogue import Catalogue
 from ..model.clients import bpf, direct_client, kprobes, livepatch, tracer
-from ..model.errno import errno_name
+from ..model.errno import errno_name, parse_errno
 from ..model.flags import FTRACE_FL
 from ..model.kernel import Kernel
 from .schema import (BpfStep, CallStep, DirectStep, Expect, FuncRef, KernelSpec, KprobeStep, LivepatchStep,
@@ -85,7 +85,10 @@ def build_kernel(spec: KernelSpec, source: str, lines: dict[Path_, int], policy:
     elif cat_spec == "embedded":
         cat = Catalogue.embedded()
     else:
-        cat = Catalogue.from_file(cat_spec)
+        try:
+            cat = Catalogue.from_file(cat_spec)
+        except InputError as e:  # point at the scenario's line; the message keeps the catalogue's place
+            raise InputError(f"kernel.catalogue: {e}", where) from None
     return Kernel(cat, policy=policy or spec.policy, arch=arch or spec.arch)
 
 
@@ -263,9 +266,20 @@ def show_view(k: Kernel, name: str) -> str:
 def bpf_trampolines_view(k: Kernel) -> str:
     """BPF trampolines: target, programs per kind, image and its flags."""
     out = []
+    describe = getattr(bpf, "describe_trampoline", None)
     for tr in bpf.trampolines(k):
-        out.append(bpf.describe_trampoline(k, tr) if hasattr(bpf, "describe_trampoline") else f"{tr!r}")
+        out.append(describe(k, tr) if describe is not None else _describe_trampoline(tr))
     return "".join(line + "\n" for line in out)
+
+
+def _describe_trampoline(tr: Any) -> str:
+    """One line per trampoline: ``FUNC fentry=[..] fexit=[..] fmod_ret=[..] image=ADDR flags=..``."""
+    kinds = ("fentry", "fexit", "fmod_ret")
+    hl = getattr(tr, "progs_hlist", [[], [], []])
+    progs = " ".join(f"{kind}=[{', '.join(link.prog.name for link in hl[i])}]" for i, kind in enumerate(kinds))
+    im = getattr(tr, "cur_image", None)
+    image = f"image={im.addr} flags={getattr(im.flags, 'name', None) or im.flags}" if im is not None else "image=-"
+    return f"{getattr(tr, 'func_name', '?')} {progs} {image} refcnt={getattr(tr, 'refcnt', '?')}"
 
 
 def record_changes(k: Kernel, before: dict[int, int]) -> list[str]:
@@ -295,8 +309,9 @@ def check_expect(expect: Expect | None, result: str, trace: dict[str, Any] | Non
         if expected is not None and expected != got:
             fails.append({"field": fieldname, "expected": expected, "got": got})
 
-    want("result", expect.result.upper() if expect.result and expect.result.lower() != "ok" else
-         (expect.result.lower() if expect.result else None), result)
+    # the schema accepts what parse_errno accepts ("EBUSY", "ebusy", "-16", "16", "0", "ok"):
+    # compare in errno_name's spelling, which is the step's result
+    want("result", errno_name(parse_errno(expect.result)) if expect.result is not None else None, result)
     for f in ("body", "programs", "retval"):
         v = getattr(expect, f)
         if v is not None:

@@ -82,7 +82,7 @@ class LivepatchStep(_StepBase):
     patch: str = Field(min_length=1)
     funcs: list[FuncArg] = Field(default_factory=list)
 
-    @field_validator("funcs", mode="before")
+    @field_validator("funcs", mode="before", json_schema_input_type=list[str | FuncRef])
     @classmethod
     def _refs(cls, v: Any) -> Any:
         return [_func_ref(x) for x in v] if isinstance(v, list) else v
@@ -103,7 +103,7 @@ class BpfStep(_StepBase):
     target: FuncArg | None = None
     ret: int = Field(0, description="what an fmod_ret program returns (non-zero skips the body)")
 
-    @field_validator("target", mode="before")
+    @field_validator("target", mode="before", json_schema_input_type=str | FuncRef | None)
     @classmethod
     def _ref(cls, v: Any) -> Any:
         return _func_ref(v)
@@ -117,7 +117,7 @@ class KprobeStep(_StepBase):
     name: str | None = None
     post: bool = False
 
-    @field_validator("target", mode="before")
+    @field_validator("target", mode="before", json_schema_input_type=str | FuncRef)
     @classmethod
     def _ref(cls, v: Any) -> Any:
         return _func_ref(v)
@@ -139,7 +139,7 @@ class DirectStep(_StepBase):
     targets: list[FuncArg] = Field(default_factory=list)
     tramp: str = "my_tramp1"
 
-    @field_validator("targets", mode="before")
+    @field_validator("targets", mode="before", json_schema_input_type=str | FuncRef | list[str | FuncRef])
     @classmethod
     def _refs(cls, v: Any) -> Any:
         if isinstance(v, str | dict):

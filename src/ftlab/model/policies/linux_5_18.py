@@ -75,6 +75,8 @@ def __ftrace_hash_update_ipmodify(k: Kernel, ops: ftrace_ops, old_hash: ftrace_h
             k.set_flags(i, flags & ~R.IPMODIFY)
     else:
         return 0
+    if "no-rollback" in k.mutations:  # mutation: leave the records changed so far
+        return -Errno.EBUSY
     for ip in diff:
         i = cat.index(ip)
         if i is None:

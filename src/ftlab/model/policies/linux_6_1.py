@@ -122,6 +122,8 @@ def __ftrace_hash_update_ipmodify(k: Kernel, ops: ftrace_ops, old_hash: ftrace_h
             k.set_flags(i, flags & ~R.IPMODIFY)
     else:
         return 0
+    if "no-rollback" in k.mutations:  # mutation: leave the records changed so far
+        return -Errno.EBUSY
 
     for ip in walk:  # rollback (only IPMODIFY ops get here; update_target is never set for them)
         i = cat.index(ip)
@@ -208,7 +210,8 @@ def register_ftrace_function_nolock(k: Kernel, ops: ftrace_ops) -> int:
 def register_ftrace_function(k: Kernel, ops: ftrace_ops) -> int:
     """register_ftrace_function() (ftrace.c, 6.1): direct_mutex always, prepare, then _nolock."""
     mutex_lock(k, "direct_mutex")
-    ret = prepare_direct_functions_for_ipmodify(k, ops)
+    # mutation skip-prepare: register as if no DIRECT ops had to be asked
+    ret = 0 if "skip-prepare" in k.mutations else prepare_direct_functions_for_ipmodify(k, ops)
     if ret >= 0:
         ret = register_ftrace_function_nolock(k, ops)
     mutex_unlock(k, "direct_mutex")
@@ -497,7 +500,7 @@ def bpf_trampoline_update(k: Kernel, tr: "bpf.bpf_trampoline", lock_direct_mutex
 
     retries = 0
     while True:  # again:
-        if tr.flags & _T.SHARE_IPMODIFY and tr.flags & _T.CALL_ORIG:
+        if tr.flags & _T.SHARE_IPMODIFY and tr.flags & _T.CALL_ORIG and "no-orig-stack" not in k.mutations:
             tr.flags |= _T.ORIG_STACK
         err, im = bpf.arch_prepare_bpf_trampoline(k, im, tr.flags, tlinks, tr)
         if err < 0:
@@ -558,7 +561,9 @@ def bpf_tramp_ftrace_ops_func(ops: ftrace_ops, cmd: int) -> int:
             return -Errno.EAGAIN
         return 0
 
-    if not mutex_trylock(k, tr.mutex):
+    if "ops-func-blocking-lock" in k.mutations:  # mutation: wait for tr->mutex
+        mutex_lock(k, tr.mutex)
+    elif not mutex_trylock(k, tr.mutex):
         msleep(k, 1)
         return -Errno.EAGAIN
     ret = 0

@@ -104,6 +104,8 @@ def __ftrace_hash_update_ipmodify(k: Kernel, ops: ftrace_ops, old_hash: ftrace_h
             k.set_flags(i, flags & ~R.IPMODIFY)
     else:
         return 0
+    if "no-rollback" in k.mutations:  # mutation: leave the records changed so far
+        return -Errno.EBUSY
 
     # rollback: undo every differing record before the failing one
     for ip in diff:
@@ -170,7 +172,8 @@ def prepare_direct_functions_for_ipmodify(k: Kernel, ops: ftrace_ops) -> int:
 def register_ftrace_function(k: Kernel, ops: ftrace_ops) -> int:
     """register_ftrace_function() (ftrace.c), seed v2 3/5: prepare, startup, release direct_mutex if 1."""
     ftrace_ops_init(k, ops)
-    ret = prepare_direct_functions_for_ipmodify(k, ops)
+    # mutation skip-prepare: register as if no DIRECT ops had to be asked
+    ret = 0 if "skip-prepare" in k.mutations else prepare_direct_functions_for_ipmodify(k, ops)
     if ret < 0:
         return ret
     direct_mutex_locked = ret == 1
@@ -428,7 +431,7 @@ def bpf_trampoline_update(k: Kernel, tr: "bpf.bpf_trampoline", lock_direct_mutex
         flags |= BPF_TRAMP_F.IP_ARG
 
     while True:  # again:
-        if tr.indirect_call:
+        if tr.indirect_call and "no-orig-stack" not in k.mutations:
             flags |= BPF_TRAMP_F.ORIG_STACK
         err, im = bpf.arch_prepare_bpf_trampoline(k, im, flags, tlinks, tr)
         if err < 0:
@@ -480,7 +483,9 @@ def bpf_tramp_ftrace_ops_func(ops: ftrace_ops, cmd: int) -> int:
     """
     tr: bpf.bpf_trampoline = ops.private
     k = tr.kernel
-    if not mutex_trylock(k, tr.mutex):
+    if "ops-func-blocking-lock" in k.mutations:  # mutation: wait for tr->mutex
+        mutex_lock(k, tr.mutex)
+    elif not mutex_trylock(k, tr.mutex):
         return -Errno.EAGAIN
     if cmd == ftrace_ops_cmd.FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY:
         tr.indirect_call = True

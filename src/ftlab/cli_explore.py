@@ -1,0 +1,204 @@
+"""``ftlab explore``: every order of client actions and every interleaving, per policy.
+
+JSON (``--json``), format 1: ``{"format": 1, "command": "explore", "universe", "depth",
+"policies": [{"policy", "mutations", "states", "transitions", "elapsed_s", "states_per_s",
+"complete", "violations": {name: {"count", "depth", "actions": [label], "messages"}},
+"concurrent": [{"after", "together", "runs", "complete", "outcomes", "bad": [{"kind", "detail",
+"order", "schedule", "results"}]}]}], "mutation_score": null | {"killed", "total", "per": {...}}}``.
+Exit: 0 nothing violated (or, with ``--mutations``, every mutation killed), 1 a violation (or a
+surviving mutation), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import resources
+from typing import Any
+
+from .cli import Output, add_json_option, json_document, rich_table, subcommand, use_rich
+from .errors import InputError
+from .explorer.explore import PolicyReport, counterexample_scenario, dump_scenario, explore
+from .explorer.mutations import MUTATIONS
+from .explorer.universe import UniverseSpec, load_universe, load_universe_text
+from .model.policies import policy_names
+
+
+def bundled_universes() -> dict[str, Any]:
+    root = resources.files("ftlab.examples").joinpath("universes")
+    return {e.name.rsplit(".", 1)[0]: e for e in sorted(root.iterdir(), key=lambda e: e.name)
+            if e.name.endswith((".yaml", ".yml", ".json"))}
+
+
+def resolve_universe(arg: str) -> tuple[UniverseSpec, str]:
+    if os.path.exists(arg):
+        return load_universe(arg), arg
+    entry = bundled_universes().get(arg)
+    if entry is None:
+        raise InputError("no such file, and no bundled universe of that name "
+                         f"(bundled: {', '.join(bundled_universes())})", arg)
+    source = f"examples/universes/{entry.name}"
+    return load_universe_text(entry.read_text(encoding="utf-8"), source), source
+
+
+def _depth(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return v
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("universe", metavar="UNIVERSE", help="a universe file, or the name of a bundled one")
+    p.add_argument("--policy", default=None, help="a policy, or 'all' (default: the universe's)")
+    p.add_argument("--depth", type=_depth, default=6, help="action-sequence depth bound (default 6)")
+    p.add_argument("--threads", type=_depth, default=2,
+                   help="largest concurrent group to interleave (0 or 1: none; default 2)")
+    p.add_argument("--preemptions", default="2", help="preemption bound per schedule, or 'all' (default 2)")
+    p.add_argument("--mutation", action="append", default=[], choices=sorted(MUTATIONS),
+                   help="explore with this mutation switched on (repeatable)")
+    p.add_argument("--mutations", action="store_true",
+                   help="run every mutation and print the mutation score (killed / total)")
+    p.add_argument("--no-symmetry", action="store_true", help="do not merge states of interchangeable clients")
+    p.add_argument("--max-states", type=_depth, default=None, help="stop after this many states")
+    p.add_argument("--emit-scenario", metavar="FILE",
+                   help="write the shortest counterexample as a scenario file that `ftlab run` replays")
+    add_json_option(p)
+
+
+def _progress_printer() -> Any:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(info: dict[str, Any]) -> None:
+        sys.stderr.write(f"\r  depth {info['depth']}  states {info['states']}  frontier {info['frontier']}  "
+                         f"{info['states_per_s']:.0f} states/s   ")
+        sys.stderr.flush()
+
+    return show
+
+
+@subcommand("explore", "every order of client actions and every interleaving of concurrent ones",
+            configure=_configure)
+def cmd_explore(args: argparse.Namespace) -> Output:
+    spec, source = resolve_universe(args.universe)
+    if args.policy in (None, ""):
+        policies = [spec.policy]
+    elif args.policy == "all":
+        policies = policy_names()
+    elif args.policy in policy_names():
+        policies = [args.policy]
+    else:
+        raise InputError(f"unknown policy {args.policy!r} (known: {', '.join(policy_names())}, all)", "--policy")
+    if args.preemptions == "all":
+        pb = None
+    else:
+        try:
+            pb = int(args.preemptions)
+            if pb < 0:
+                raise ValueError
+        except ValueError:
+            raise InputError(f"not a number or 'all': {args.preemptions!r}", "--preemptions") from None
+    progress = _progress_printer()
+    common = dict(symmetry=not args.no_symmetry, threads=args.threads, preemption_bound=pb,
+                  max_states=args.max_states, progress=progress)
+    reports = [explore(spec, p, args.depth, mutations=frozenset(args.mutation), **common) for p in policies]
+    score = None
+    if args.mutations:
+        score = {"per": {}, "killed": 0, "total": 0}
+        for p in policies:
+            base = reports[policies.index(p)]
+            for m in MUTATIONS:
+                r = explore(spec, p, args.depth, mutations=frozenset([m]), **common)
+                new = sorted(set(r.violated) - set(base.violated))
+                killed = bool(new)
+                score["per"][f"{p}:{m}"] = {"killed": killed, "new_violations": new}
+                score["killed"] += killed
+                score["total"] += 1
+    if progress is not None:
+        sys.stderr.write("\r" + " " * 78 + "\r")
+    if args.emit_scenario:
+        _emit(reports, args.emit_scenario)
+    bad = any(r.violated for r in reports)
+    status = 1 if (bad if score is None else score["killed"] < score["total"]) else 0
+    if args.json:
+        return Output(json_document("explore", universe=source, depth=args.depth,
+                                    policies=[_report_dict(r) for r in reports], mutation_score=score), status)
+    return Output(render(source, spec, reports, score, args.depth), status)
+
+
+def _emit(reports: list[PolicyReport], path: str) -> None:
+    for r in reports:
+        if r.result.violations:
+            name, cx = min(r.result.violations.items(), key=lambda kv: kv[1].depth)
+            text = dump_scenario(counterexample_scenario(r.model, cx, name))
+            tmp = path + ".tmp"
+            try:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.replace(tmp, path)
+            except OSError as e:
+                raise InputError(f"cannot write: {e.strerror}", path) from None
+            return
+    raise InputError("no counterexample to emit (nothing was violated by action order)", "--emit-scenario")
+
+
+def _report_dict(r: PolicyReport) -> dict[str, Any]:
+    res = r.result
+    return {
+        "policy": r.policy, "mutations": r.mutations, "states": res.states, "transitions": res.transitions,
+        "elapsed_s": round(res.elapsed, 3), "states_per_s": round(res.states_per_s, 1), "complete": res.complete,
+        "violations": {name: {"count": res.violation_counts.get(name, 0), "depth": cx.depth,
+                              "actions": [str(a) for a in cx.actions], "messages": cx.messages}
+                       for name, cx in res.violations.items()},
+        "concurrent": [{"after": g.after, "together": g.together, "runs": g.runs, "complete": g.complete,
+                        "elapsed_s": round(g.elapsed, 3), "outcomes": g.outcomes, "bad": g.bad}
+                       for g in r.groups],
+    }
+
+
+def render(source: str, spec: UniverseSpec, reports: list[PolicyReport], score: Any, depth: int) -> str:
+    out = [f"universe: {source} ({len(spec.functions)} functions, {len(spec.clients)} clients), depth {depth}\n"]
+    if spec.description:
+        out.append(f"  {spec.description}\n")
+    rows = []
+    for r in reports:
+        res = r.result
+        viol = ", ".join(f"{n} ({res.violation_counts.get(n, 0)})" for n in res.violations) or "none"
+        rows.append([r.policy + (f" +{','.join(r.mutations)}" if r.mutations else ""), str(res.states),
+                     str(res.transitions), f"{res.states_per_s:.0f}", viol])
+    header = ["policy", "states", "transitions", "states/s", "violations (states)"]
+    if use_rich(len(rows)):
+        out.append(rich_table(header, rows))
+    else:
+        w = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+        out.append("  ".join(h.ljust(w[i]) for i, h in enumerate(header)).rstrip() + "\n")
+        for row in rows:
+            out.append("  ".join(c.ljust(w[i]) for i, c in enumerate(row)).rstrip() + "\n")
+    for r in reports:
+        for name, cx in r.result.violations.items():
+            out.append(f"\n[{r.policy}] {name}: shortest counterexample, {cx.depth} step(s)\n")
+            for i, a in enumerate(cx.actions, 1):
+                out.append(f"  {i}. {a}\n")
+            for m in cx.messages[:3]:
+                out.append(f"  -> {m}\n")
+        for g in r.groups:
+            comp = "" if g.complete else " (bounded)"
+            out.append(f"\n[{r.policy}] concurrently {' || '.join(g.together)}"
+                       + (f" after {', '.join(g.after)}" if g.after else "") + f": {g.runs} interleavings{comp}\n")
+            for o in g.outcomes:
+                res_txt = ", ".join(f"{n}: {v}" for n, v in o["results"].items())
+                extra = " DEADLOCK" if o["deadlock"] else " LIVELOCK" if o["livelock"] else (
+                    f" ERROR {o['error']}" if o["error"] else "")
+                out.append(f"  {o['runs']:>5} runs: {res_txt}{extra}\n")
+            for b in g.bad:
+                out.append(f"  {b['kind']}: {b['detail']}\n    order: {' -> '.join(b['order'])}\n")
+    if score is not None:
+        out.append(f"\nmutation score: {score['killed']}/{score['total']} killed\n")
+        for key, v in score["per"].items():
+            out.append(f"  {key}: {'killed by ' + ', '.join(v['new_violations']) if v['killed'] else 'SURVIVED'}\n")
+    return "".join(out)

@@ -1,0 +1,195 @@
+"""``ftlab oracle``: replay scenarios on Debian 12's real Linux 6.1 under QEMU and diff with the model.
+
+Actions (``ftlab oracle ACTION``):
+
+* ``setup``: install QEMU, the newest linux-image-6.1.*-amd64 and its headers, a static busybox
+  and a compiler (Debian packages, as root); prints the kernel version. Idempotent.
+* ``run SCENARIO... [--out DIR]``: replay the scenarios in one guest (fresh guests only after a
+  scenario leaves the kernel dirty or hangs); writes ``DIR/results.json``; prints per-scenario
+  status and per-boot / per-scenario wall times. Exit 0 when every scenario ran to its end.
+* ``diff SCENARIO... [--out DIR] [--results DIR] [--json]``: the same scenarios on the model
+  (policy linux-6.1) and on the kernel (or from an earlier run's ``--results``); per step,
+  agreement or both values. Exit 0 only if every observable of every step agrees.
+* ``gen --seed N --count K [--out DIR]``: seeded random scenarios over the callable functions.
+
+A SCENARIO is a file, a bundled scenario name, ``oracle/NAME`` (one of examples/oracle), or
+``oracle/`` for all of examples/oracle.
+
+JSON (``--json``), format 1, ``"command": "oracle"`` and ``"action"`` naming the action: ``run``:
+``{"format", "command", "action": "run", **results}`` (see :func:`ftlab.oracle.runner.run`);
+``diff``: ``{"format", "command", "action": "diff", "kernel",
+"policy", "agree", "scenarios": [{"source", "status", "agree", "wall_s", "boot", "steps":
+[{"index", "action", "agree", "differs", "model": obs, "kernel": obs}]}], "oracle": results}``;
+``setup``: ``{"format", "command", "action": "setup", "kernel": {...}, "log": [...]}``; ``gen``:
+``{"format", "command", "action": "gen", "seed", "files": [...]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import resources
+from typing import Any
+
+from .cli import Output, _non_negative_int, add_json_option, json_document, subcommand
+from .cli_scenario import resolve
+from .errors import InputError, OracleError
+from .scenario import load_scenario_text
+
+POLICY = "linux-6.1"
+DEFAULT_OUT = os.path.join("out", "oracle")
+
+
+def oracle_bundled() -> dict[str, Any]:
+    """examples/oracle: name -> resource."""
+    root = resources.files("ftlab.examples").joinpath("oracle")
+    return {e.name.rsplit(".", 1)[0]: e for e in sorted(root.iterdir(), key=lambda e: e.name)
+            if e.name.endswith((".yaml", ".yml"))}
+
+
+def resolve_items(args: list[str]) -> list[Any]:
+    """Scenario arguments -> oracle items (files, bundled names, ``oracle/NAME``, ``oracle/``)."""
+    from .oracle.runner import Item
+
+    items = []
+    for arg in args:
+        if arg in ("oracle", "oracle/") and not os.path.exists(arg):
+            for name, entry in oracle_bundled().items():
+                source = f"examples/oracle/{entry.name}"
+                sc, lines = load_scenario_text(entry.read_text(encoding="utf-8"), source)
+                items.append(Item(sc, lines, source))
+            continue
+        if arg.startswith("oracle/") and not os.path.exists(arg):
+            entry = oracle_bundled().get(arg[len("oracle/"):].rsplit(".", 1)[0] if arg.endswith(".yaml") else arg[7:])
+            if entry is None:
+                raise InputError("no such oracle scenario (see examples/oracle)", arg)
+            source = f"examples/oracle/{entry.name}"
+            sc, lines = load_scenario_text(entry.read_text(encoding="utf-8"), source)
+            items.append(Item(sc, lines, source))
+            continue
+        sc, lines, source = resolve(arg)
+        items.append(Item(sc, lines, source))
+    if not items:
+        raise InputError("give at least one scenario", "oracle")
+    return items
+
+
+def _progress(quiet: bool) -> Any:
+    if quiet:
+        return None
+
+    def say(text: str) -> None:
+        sys.stderr.write(f"oracle: {text}\n")
+        sys.stderr.flush()
+
+    return say
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
+    subs = p.add_subparsers(dest="oracle_action", metavar="ACTION", required=True)
+    s = subs.add_parser("setup", help="install QEMU, the 6.1 kernel and headers, busybox, a compiler")
+    add_json_option(s)
+    for name, helptext in (("run", "replay scenarios on the real kernel under QEMU"),
+                           ("diff", "run scenarios on the model and the real kernel and compare")):
+        r = subs.add_parser(name, help=helptext)
+        r.add_argument("scenarios", nargs="+", metavar="SCENARIO",
+                       help="a file, a bundled name, oracle/NAME, or oracle/ for all oracle scenarios")
+        r.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT})")
+        r.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+        add_json_option(r)
+        if name == "diff":
+            r.add_argument("--results", metavar="DIR",
+                           help="compare with an earlier 'oracle run' instead of booting a guest")
+    g = subs.add_parser("gen", help="write seeded random scenarios over the callable functions")
+    g.add_argument("--seed", type=_non_negative_int, required=True)
+    g.add_argument("--count", type=_non_negative_int, required=True)
+    g.add_argument("--out", metavar="DIR", default=os.path.join("out", "oracle-gen"))
+    add_json_option(g)
+
+
+def _oracle_error(e: OracleError) -> InputError:
+    return InputError(str(e), "oracle")
+
+
+@subcommand("oracle", "replay scenarios on the real Linux 6.1 kernel under QEMU and diff with the model",
+            configure=_configure)
+def cmd_oracle(args: argparse.Namespace) -> Output:
+    try:
+        return _ACTIONS[args.oracle_action](args)
+    except OracleError as e:
+        raise _oracle_error(e) from None
+
+
+def _setup(args: argparse.Namespace) -> Output:
+    from .oracle import install
+
+    log: list[str] = []
+    info = install.ensure(log)
+    if args.json:
+        return Output(json_document("oracle", action="setup", kernel=info.as_dict(), log=log))
+    return Output("".join(f"{ln}\n" for ln in log) + f"kernel {info.version} ({info.vmlinuz}; "
+                  f"headers {info.kbuild_dir})\n")
+
+
+def _run(args: argparse.Namespace) -> Output:
+    from .oracle import runner
+    from .oracle.diff import timings_text
+
+    items = resolve_items(args.scenarios)
+    doc = runner.run(items, args.out, progress=_progress(args.quiet))
+    status = 0 if all(s["status"] in ("clean", "dirty") for s in doc["scenarios"]) else 1
+    if args.json:
+        return Output(json_document("oracle", action="run", **doc), status)
+    out = [f"kernel {doc['kernel']}; results in {os.path.join(os.path.abspath(args.out), 'results.json')}\n"]
+    for s in doc["scenarios"]:
+        out.append(f"{s['status']:<8} {s['source']} ({len(s['steps'])} steps)"
+                   + (f": {'; '.join(s['problems'])}" if s["problems"] else "") + "\n")
+    out.append(timings_text(doc))
+    return Output("".join(out), status)
+
+
+def _diff(args: argparse.Namespace) -> Output:
+    from .oracle import runner
+    from .oracle.diff import compare_scenario, render
+    from .oracle.observe import model_steps
+
+    items = resolve_items(args.scenarios)
+    if args.results:
+        results = runner.load_results(args.results)
+    else:
+        results = runner.run(items, args.out, progress=_progress(args.quiet))
+    by_source = {s["source"]: s for s in results["scenarios"]}
+    scenarios = []
+    for it in items:
+        oracle = by_source.get(it.source)
+        if oracle is None:
+            raise InputError("not in the oracle results (run it with 'ftlab oracle run')", it.source)
+        model = model_steps(it.scenario, it.lines, it.source, policy=POLICY)
+        scenarios.append(compare_scenario(it.source, model, oracle))
+    agree = all(s["agree"] for s in scenarios)
+    doc = {"kernel": results["kernel"], "policy": POLICY, "agree": agree, "scenarios": scenarios,
+           "oracle": results}
+    status = 0 if agree else 1
+    if args.json:
+        return Output(json_document("oracle", action="diff", **doc), status)
+    return Output(render(doc), status)
+
+
+def _gen(args: argparse.Namespace) -> Output:
+    from .oracle.gen import generate_files
+
+    files = generate_files(args.seed, args.count)
+    os.makedirs(args.out, exist_ok=True)
+    paths = []
+    for name, text in files:
+        path = os.path.join(args.out, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        paths.append(path)
+    if args.json:
+        return Output(json_document("oracle", action="gen", seed=args.seed, files=paths))
+    return Output("".join(f"{p}\n" for p in paths))
+
+
+_ACTIONS = {"setup": _setup, "run": _run, "diff": _diff, "gen": _gen}

@@ -1,0 +1,243 @@
+"""A small explicit-state model checker that knows nothing of ftrace.
+
+The shape follows stateright's checker: a :class:`Model` gives initial states, the actions
+enabled in a state (in a deterministic order), the next state for an action, named properties
+and a canonical hashable key per state. :class:`Checker` configures a search (depth bound,
+symmetry reduction, first-violation stop) and runs breadth-first search with a visited set over
+the keys; :class:`Result` is also the test API (``result.counterexample(name)``,
+``result.assert_no_violation()``).
+
+Memory: the visited set holds keys only, and each visited state holds a parent index and the
+index of the action that reached it (two ints), so a path is a list of action indices that is
+rebuilt by replaying the model from an initial state (:meth:`Result.replay`). Only one BFS layer
+of states is kept in memory. BFS makes every counterexample a shortest one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Hashable, Protocol, Sequence, TypeVar
+
+S = TypeVar("S")
+A = TypeVar("A")
+
+
+@dataclass(frozen=True)
+class Property:
+    """A named property. ``always``: ``check(state)`` returns violation messages (empty: holds).
+    ``transition``: ``check(before, action, after, info)`` returns messages for one step."""
+
+    name: str
+    doc: str
+    check: Callable[..., list[str]]
+    kind: str = "always"
+
+
+class Model(Protocol[S, A]):
+    """What the checker needs from a model."""
+
+    def init_states(self) -> list[S]: ...
+    def actions(self, state: S) -> list[A]: ...
+    def next_state(self, state: S, action: A) -> tuple[S, Any] | None: ...
+    def properties(self) -> list[Property]: ...
+    def key(self, state: S) -> Hashable: ...
+
+
+@dataclass
+class Counterexample(Generic[A]):
+    """A shortest path to a violation: the actions from an initial state, and the messages."""
+
+    prop: str
+    init: int
+    path: list[int]
+    actions: list[A]
+    messages: list[str]
+
+    @property
+    def depth(self) -> int:
+        return len(self.path)
+
+
+@dataclass
+class Result(Generic[S, A]):
+    """Outcome of a search."""
+
+    model: Any
+    states: int = 0
+    transitions: int = 0
+    max_depth: int = 0
+    elapsed: float = 0.0
+    complete: bool = True          # False when a bound (max_states, stop_at_first) cut it short
+    depth_bound: int | None = None
+    violations: dict[str, Counterexample[A]] = field(default_factory=dict)
+    violation_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def states_per_s(self) -> float:
+        return self.states / self.elapsed if self.elapsed > 0 else float("inf")
+
+    def counterexample(self, name: str) -> Counterexample[A]:
+        """The shortest counterexample of property ``name`` (KeyError if it holds)."""
+        return self.violations[name]
+
+    def assert_no_violation(self, *names: str) -> None:
+        """Raise AssertionError naming the first violated property (of ``names``, or any)."""
+        for name, cx in self.violations.items():
+            if not names or name in names:
+                steps = "; ".join(str(a) for a in cx.actions)
+                raise AssertionError(f"{name} violated after {cx.depth} step(s): {steps}: {cx.messages[0]}")
+
+    def replay(self, cx: Counterexample[A]) -> list[S]:
+        """The states along a counterexample, rebuilt from its action indices."""
+        state = self.model.init_states()[cx.init]
+        out = [state]
+        for idx in cx.path:
+            action = self.model.actions(state)[idx]
+            nxt = self.model.next_state(state, action)
+            assert nxt is not None, "replay diverged: the model is not deterministic"
+            state = nxt[0]
+            out.append(state)
+        return out
+
+
+class Checker(Generic[S, A]):
+    """Builder for a search over ``model``::
+
+        result = Checker(model).depth(6).symmetry(canon).run()
+    """
+
+    def __init__(self, model: Model[S, A]) -> None:
+        self.model = model
+        self._depth: int | None = None
+        self._symmetry: Callable[[Hashable], Hashable] | None = None
+        self._max_states: int | None = None
+        self._stop_at_first = False
+        self._progress: Callable[[dict[str, Any]], None] | None = None
+        self._props: set[str] | None = None
+
+    def depth(self, n: int | None) -> "Checker[S, A]":
+        self._depth = n
+        return self
+
+    def symmetry(self, canon: Callable[[Hashable], Hashable] | None) -> "Checker[S, A]":
+        """Identify states whose keys map to the same representative."""
+        self._symmetry = canon
+        return self
+
+    def max_states(self, n: int | None) -> "Checker[S, A]":
+        self._max_states = n
+        return self
+
+    def stop_at_first(self, on: bool = True) -> "Checker[S, A]":
+        self._stop_at_first = on
+        return self
+
+    def properties(self, names: Sequence[str] | None) -> "Checker[S, A]":
+        self._props = set(names) if names is not None else None
+        return self
+
+    def progress(self, cb: Callable[[dict[str, Any]], None] | None) -> "Checker[S, A]":
+        self._progress = cb
+        return self
+
+    def run(self) -> Result[S, A]:
+        """Breadth-first search."""
+        model = self.model
+        props = [p for p in model.properties() if self._props is None or p.name in self._props]
+        always = [p for p in props if p.kind == "always"]
+        trans = [p for p in props if p.kind == "transition"]
+        canon = self._symmetry
+        res: Result[S, A] = Result(model, depth_bound=self._depth)
+        t0 = time.perf_counter()
+        parent: list[int] = []
+        via: list[int] = []
+        root: list[int] = []
+        seen: set[Hashable] = set()
+        frontier: list[tuple[S, int]] = []
+
+        def path_of(node: int) -> tuple[int, list[int]]:
+            p = []
+            while parent[node] >= 0:
+                p.append(via[node])
+                node = parent[node]
+            return root[node], list(reversed(p))
+
+        def record(name: str, node: int, msgs: list[str], extra_action: int | None = None) -> None:
+            res.violation_counts[name] = res.violation_counts.get(name, 0) + 1
+            if name in res.violations:
+                return
+            init, p = path_of(node)
+            if extra_action is not None:
+                p.append(extra_action)
+            state = model.init_states()[init]
+            acts = []
+            for idx in p:
+                a = model.actions(state)[idx]
+                acts.append(a)
+                nxt = model.next_state(state, a)
+                if nxt is None:
+                    break
+                state = nxt[0]
+            res.violations[name] = Counterexample(name, init, p, acts, msgs)
+
+        def visit(state: S, par: int, act: int, init: int) -> int | None:
+            k = model.key(state)
+            if canon is not None:
+                k = canon(k)
+            if k in seen:
+                return None
+            seen.add(k)
+            node = len(parent)
+            parent.append(par)
+            via.append(act)
+            root.append(init)
+            res.states += 1
+            for p in always:
+                msgs = p.check(state)
+                if msgs:
+                    record(p.name, node, msgs)
+            return node
+
+        for i, s in enumerate(model.init_states()):
+            node = visit(s, -1, -1, i)
+            if node is not None:
+                frontier.append((s, node))
+        depth = 0
+        while frontier:
+            if self._depth is not None and depth >= self._depth:
+                break
+            if self._stop_at_first and res.violations:
+                res.complete = False
+                break
+            nxt_frontier: list[tuple[S, int]] = []
+            for state, node in frontier:
+                for idx, action in enumerate(model.actions(state)):
+                    out = model.next_state(state, action)
+                    if out is None:
+                        continue
+                    res.transitions += 1
+                    after, info = out
+                    for p in trans:
+                        msgs = p.check(state, action, after, info)
+                        if msgs:
+                            record(p.name, node, msgs, extra_action=idx)
+                    child = visit(after, node, idx, root[node])
+                    if child is not None:
+                        nxt_frontier.append((after, child))
+                    if self._max_states is not None and res.states >= self._max_states:
+                        res.complete = False
+                        nxt_frontier = []
+                        break
+                if self._max_states is not None and res.states >= self._max_states:
+                    break
+            depth += 1
+            if nxt_frontier:
+                res.max_depth = depth
+            frontier = nxt_frontier
+            if self._progress is not None:
+                el = time.perf_counter() - t0
+                self._progress({"states": res.states, "depth": depth, "frontier": len(frontier),
+                                "states_per_s": res.states / el if el else 0.0})
+        res.elapsed = time.perf_counter() - t0
+        return res

@@ -1,0 +1,155 @@
+"""Run a universe through the checker (orders) and the interleaver (concurrency), per policy.
+
+This module turns a universe into a report: per policy, the action-order search (states,
+transitions, speed, violations by property with the shortest counterexample), and per concurrent
+group the interleaving search (runs, deadlocks with their cycle, livelocks, violations). A
+counterexample converts to a scenario file that ``ftlab run`` replays to the same violation.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import yaml
+
+from ..model.invariants import check_all
+from .checker import Checker, Counterexample, Result
+from .interleave import Task, explore_interleavings
+from .universe import Action, FtraceModel, UniverseSpec
+
+
+@dataclass
+class GroupReport:
+    """Interleavings of one concurrent group."""
+
+    after: list[str]
+    together: list[str]
+    runs: int
+    complete: bool
+    elapsed: float
+    outcomes: list[dict[str, Any]]
+    bad: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class PolicyReport:
+    """Everything found under one policy (and mutation set)."""
+
+    policy: str
+    mutations: list[str]
+    result: Result
+    groups: list[GroupReport]
+    model: FtraceModel
+
+    @property
+    def violated(self) -> list[str]:
+        names = list(self.result.violations)
+        for g in self.groups:
+            for b in g.bad:
+                names.append(b["kind"])
+        return sorted(set(names))
+
+
+def explore(spec: UniverseSpec, policy: str, depth: int | None, *, mutations: frozenset[str] = frozenset(),
+            symmetry: bool = True, threads: int = 2, preemption_bound: int | None = 2,
+            max_states: int | None = None, progress: Callable[[dict[str, Any]], None] | None = None
+            ) -> PolicyReport:
+    """Search ``spec`` under ``policy``: action orders up to ``depth``, then its concurrent groups."""
+    model = FtraceModel(spec, policy=policy, mutations=mutations)
+    checker = Checker(model).depth(depth).max_states(max_states).progress(progress)
+    if symmetry:
+        checker.symmetry(model.symmetry())
+    result = checker.run()
+    groups = [interleave_group(model, g.after, g.together, preemption_bound) for g in spec.concurrent
+              if threads >= len(g.together)]
+    return PolicyReport(policy, sorted(mutations), result, groups, model)
+
+
+def interleave_group(model: FtraceModel, after: list[str], together: list[str],
+                     preemption_bound: int | None, max_runs: int = 5000) -> GroupReport:
+    """Every interleaving (within the preemption bound) of ``together`` after ``after``."""
+    world = model.init_states()[0]
+    for label in after:
+        world, _ = model.apply(world, model.action(label))
+    actions = [model.action(label) for label in together]
+
+    def make() -> tuple[Any, list[Task]]:
+        w = copy.deepcopy(world)
+        tasks = [Task(str(a), (lambda k, a=a: w.run.apply(a.step)[0])) for a in actions]
+        return w.k, tasks
+
+    t0 = time.perf_counter()
+    ex = explore_interleavings(make, check=lambda k, run: check_all(k), preemption_bound=preemption_bound,
+                               max_runs=max_runs)
+    outcomes = []
+    for key, n in sorted(ex.outcomes.items(), key=lambda kv: -kv[1]):
+        results, deadlock, livelock, error = key
+        outcomes.append({"results": {name: _errno(r) for name, r in results}, "deadlock": deadlock,
+                         "livelock": livelock, "error": error, "runs": n})
+    bad = []
+    seen: set[str] = set()
+    for run in sorted(ex.bad, key=lambda r: len(r.decisions)):
+        if run.deadlock:
+            kind = "deadlock"
+            detail = "; ".join(f"{t} holds {', '.join(h) or 'nothing'} and wants {w}" for t, h, w in run.deadlock)
+        elif run.livelock:
+            kind, detail = "livelock", run.livelock
+        elif run.error:
+            kind, detail = "model_error", run.error
+        else:
+            kind, detail = "invariant", run.violations[0]
+        if kind in seen:
+            continue
+        seen.add(kind)
+        bad.append({"kind": kind, "detail": detail, "order": run.order(), "schedule": list(run.schedule),
+                    "results": {n: _errno(r) for n, r in run.results.items()}})
+    return GroupReport(after, together, ex.runs, ex.complete, time.perf_counter() - t0, outcomes, bad)
+
+
+def _errno(r: Any) -> str:
+    from ..model.errno import errno_name
+    if isinstance(r, tuple):
+        r = r[0]
+    return errno_name(r) if isinstance(r, int) else str(r)
+
+
+# ---------------------------------------------------------------------------------------------
+# Counterexamples as scenarios
+# ---------------------------------------------------------------------------------------------
+def counterexample_scenario(model: FtraceModel, cx: Counterexample[Action], prop: str) -> dict[str, Any]:
+    """A scenario document (to dump as YAML) that replays ``cx`` and checks invariants after every step."""
+    spec = model.spec
+    kernel: dict[str, Any] = {"policy": model.policy, "arch": spec.arch}
+    kernel["catalogue"] = "embedded" if spec.catalogue == "embedded" else list(spec.functions)
+    steps = [a.step.model_dump(exclude_none=True, exclude_defaults=True) for a in cx.actions]
+    for st, a in zip(steps, cx.actions):
+        key = {"livepatch": "livepatch", "bpf": "bpf", "kprobe": "kprobe", "tracer": "tracer",
+               "direct": "direct"}
+        for k in key:
+            if hasattr(a.step, k):
+                st[k] = getattr(a.step, k)
+        _unwrap_refs(st)
+    called = [f for f in spec.functions if any(f in m for m in cx.messages)] or list(spec.functions)
+    steps.extend({"call": f} for f in called)
+    doc: dict[str, Any] = {
+        "description": f"counterexample of {prop} under {model.policy}: {cx.messages[0]}",
+        "kernel": kernel, "check_invariants": True, "steps": steps}
+    if model.mutations:
+        doc["kernel"]["mutations"] = sorted(model.mutations)
+    return doc
+
+
+def _unwrap_refs(st: dict[str, Any]) -> None:
+    for key in ("funcs", "targets"):
+        if key in st:
+            st[key] = [r["name"] if not r.get("sympos") else r for r in st[key]]
+    if isinstance(st.get("target"), dict):
+        r = st["target"]
+        st["target"] = r["name"] if not r.get("sympos") else r
+
+
+def dump_scenario(doc: dict[str, Any]) -> str:
+    return yaml.safe_dump(doc, sort_keys=False, width=110)

@@ -1,0 +1,293 @@
+"""Interleavings of concurrent kernel paths at lock points (a controlled scheduler).
+
+Each task (a client action such as "attach a BPF program" or "enable a live patch") runs the
+model's ordinary code in its own thread, but only one thread runs at a time: the model calls
+``k.sched.point`` before every mutex acquisition (:mod:`ftlab.model.locks`), and there the
+:class:`Interleaver` decides which task goes on. Code between two acquisitions is one atomic step.
+A *schedule* is the list of choices made at those points; replaying a schedule on the same start
+state reproduces the run exactly, so exploration is stateless (CHESS-style): depth-first over
+schedules, each run replayed from the start state.
+
+Search bound: by default at most ``preemption_bound`` preemptions per schedule (switching away
+from a task that could have continued), which finds most concurrency bugs with few runs; pass
+``preemption_bound=None`` for every interleaving. Reported per run: a deadlock (no task can
+run and some are unfinished) with its cycle of (task, locks held, lock wanted), a livelock (a
+task passes more than ``max_points`` lock points: retrying without progress), a model error or
+oops, and whatever the caller's final-state check says.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import KernelOops, ModelError
+from ..model.kernel import Kernel
+
+
+class _Abort(BaseException):
+    """Unwinds a task thread when a run is abandoned (deadlock, livelock)."""
+
+
+class _Livelock(BaseException):
+    """A task exceeded its lock-point budget."""
+
+
+@dataclass
+class Task:
+    """A named piece of kernel work: ``fn(k)`` returns the kernel's answer (0 or -errno)."""
+
+    name: str
+    fn: Callable[[Kernel], Any]
+
+
+@dataclass
+class Run:
+    """One schedule and what it led to."""
+
+    schedule: list[int]
+    decisions: list[tuple[tuple[str, ...], int]]   # (enabled task names, chosen index) per point
+    results: dict[str, Any]
+    deadlock: list[tuple[str, tuple[str, ...], str]] | None = None
+    livelock: str | None = None
+    error: str | None = None
+    violations: list[str] = field(default_factory=list)
+    kernel: Kernel | None = None
+
+    @property
+    def bad(self) -> bool:
+        return bool(self.deadlock or self.livelock or self.error or self.violations)
+
+    def order(self) -> list[str]:
+        """Which task ran after each decision."""
+        return [names[i] for names, i in self.decisions]
+
+
+class _TaskState:
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.name = task.name
+        self.go = threading.Event()
+        self.pending: tuple[str, str | None] = ("start", None)
+        self.done = False
+        self.started = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.points = 0
+        self.thread: threading.Thread | None = None
+
+
+class Interleaver:
+    """The scheduler installed as ``k.sched`` for one run."""
+
+    def __init__(self, k: Kernel, tasks: list[Task], schedule: list[int], max_points: int = 400) -> None:
+        self.k = k
+        self.tasks = [_TaskState(t) for t in tasks]
+        self.schedule = schedule
+        self.max_points = max_points
+        self.back = threading.Event()
+        self.running: _TaskState | None = None
+        self.aborted = False
+
+    # -- the scheduler interface used by ftlab.model.locks -------------------------------------
+    def point(self, k: Kernel, op: str, lock: str) -> None:
+        t = self.running
+        assert t is not None
+        t.points += 1
+        if t.points > self.max_points:
+            raise _Livelock(t.name)
+        t.pending = (op, lock)
+        self.back.set()
+        t.go.wait()
+        t.go.clear()
+        if self.aborted:
+            raise _Abort()
+
+    def block(self, k: Kernel, lock: str) -> None:
+        raise ModelError(f"{k.current} was scheduled while {lock} is held by {k.locks.get(lock)}")
+
+    def acquired(self, k: Kernel, lock: str) -> None:
+        pass
+
+    def released(self, k: Kernel, lock: str) -> None:
+        pass
+
+    def __deepcopy__(self, memo: dict) -> Any:  # a copied kernel gets the sequential scheduler
+        from ..model.locks import SEQUENTIAL
+        return SEQUENTIAL
+
+    # -- running ---------------------------------------------------------------------------
+    def _enabled(self, t: _TaskState) -> bool:
+        if t.done:
+            return False
+        op, lock = t.pending
+        if op == "lock":
+            holder = self.k.locks.get(lock)  # type: ignore[arg-type]
+            return holder is None or holder == t.name  # the holder itself: let the model raise
+        return True
+
+    def _body(self, t: _TaskState) -> None:
+        try:
+            t.go.wait()
+            t.go.clear()
+            if not self.aborted:
+                t.result = t.task.fn(self.k)
+        except (_Abort, _Livelock) as e:
+            t.error = e
+        except BaseException as e:  # noqa: BLE001 - reported as the run's error
+            t.error = e
+        finally:
+            t.done = True
+            self.back.set()
+
+    def _resume(self, t: _TaskState) -> None:
+        self.running = t
+        self.k.current = t.name
+        self.back.clear()
+        if not t.started:
+            t.started = True
+            t.thread = threading.Thread(target=self._body, args=(t,), daemon=True)
+            t.thread.start()
+        t.go.set()
+        self.back.wait()
+
+    def _finish(self) -> None:
+        self.aborted = True
+        for t in self.tasks:
+            if t.started and not t.done:
+                self.back.clear()
+                t.go.set()
+                self.back.wait()
+        for t in self.tasks:
+            if t.thread is not None:
+                t.thread.join()
+        from ..model.locks import SEQUENTIAL
+        self.k.sched = SEQUENTIAL
+
+    def run(self) -> Run:
+        k = self.k
+        saved_current = k.current
+        k.sched = self
+        decisions: list[tuple[tuple[str, ...], int]] = []
+        chosen: list[int] = []
+        last: _TaskState | None = None
+        run = Run(chosen, decisions, {})
+        try:
+            while True:
+                enabled = [t for t in self.tasks if self._enabled(t)]
+                if not enabled:
+                    if all(t.done for t in self.tasks):
+                        break
+                    run.deadlock = self._cycle()
+                    break
+                i = len(decisions)
+                if i < len(self.schedule):
+                    idx = self.schedule[i]
+                    if idx >= len(enabled):
+                        raise ModelError("schedule does not fit this run (the model is not deterministic)")
+                else:
+                    idx = enabled.index(last) if last in enabled else 0
+                decisions.append((tuple(t.name for t in enabled), idx))
+                chosen.append(idx)
+                t = enabled[idx]
+                self._resume(t)
+                last = t
+                if t.done and t.error is not None:
+                    if isinstance(t.error, _Livelock):
+                        run.livelock = f"{t.name} passed {self.max_points} lock points without finishing"
+                        break
+                    if isinstance(t.error, (ModelError, KernelOops)):
+                        run.error = f"{t.name}: {type(t.error).__name__}: {t.error}"
+                        break
+                    if not isinstance(t.error, _Abort):
+                        raise t.error
+        finally:
+            self._finish()
+            k.current = saved_current
+        run.results = {t.name: t.result for t in self.tasks}
+        return run
+
+    def _cycle(self) -> list[tuple[str, tuple[str, ...], str]]:
+        """The wait-for cycle among blocked tasks: (task, locks it holds, lock it wants)."""
+        k = self.k
+        waits = {t.name: t.pending[1] for t in self.tasks if not t.done and t.pending[0] == "lock"}
+        holds: dict[str, list[str]] = {}
+        for lock, holder in k.locks.items():
+            holds.setdefault(holder, []).append(lock)
+        start = next(iter(waits))
+        seen: list[str] = []
+        cur: str | None = start
+        while cur is not None and cur not in seen:
+            seen.append(cur)
+            cur = k.locks.get(waits.get(cur, "")) if cur in waits else None  # type: ignore[arg-type]
+        cycle = seen[seen.index(cur):] if cur in seen else seen
+        return [(n, tuple(sorted(holds.get(n, []))), str(waits.get(n))) for n in cycle]
+
+
+@dataclass
+class Exploration:
+    """Every run explored for one group of concurrent tasks."""
+
+    runs: int = 0
+    complete: bool = True
+    bad: list[Run] = field(default_factory=list)
+    outcomes: dict[tuple, int] = field(default_factory=dict)
+
+
+def explore_interleavings(make: Callable[[], tuple[Kernel, list[Task]]],
+                          check: Callable[[Kernel, Run], list[str]] | None = None,
+                          preemption_bound: int | None = 2, max_runs: int = 20000,
+                          stop_at_first: bool = False) -> Exploration:
+    """Run every schedule of the tasks ``make()`` returns (fresh kernel and tasks per run).
+
+    ``check(k, run)`` inspects the final state of a completed run and returns violations.
+    """
+    ex = Exploration()
+    stack: list[list[int]] = [[]]
+    while stack:
+        if ex.runs >= max_runs:
+            ex.complete = False
+            break
+        prefix = stack.pop()
+        k, tasks = make()
+        run = Interleaver(k, tasks, prefix).run()
+        ex.runs += 1
+        if not (run.deadlock or run.livelock or run.error) and check is not None:
+            run.violations = check(k, run)
+        run.kernel = k
+        key = (tuple(sorted((n, r if isinstance(r, int) else str(r)) for n, r in run.results.items())), bool(run.deadlock),
+               bool(run.livelock), run.error)
+        ex.outcomes[key] = ex.outcomes.get(key, 0) + 1
+        if run.bad:
+            ex.bad.append(run)
+            if stop_at_first:
+                ex.complete = False
+                break
+        # branch on the decisions made by default (beyond the prefix)
+        pre = _preemptions(run.decisions[:len(prefix)])
+        for j in range(len(run.decisions) - 1, len(prefix) - 1, -1):
+            names, idx = run.decisions[j]
+            prev = run.decisions[j - 1] if j > 0 else None
+            prev_name = prev[0][prev[1]] if prev else None
+            base = _preemptions(run.decisions[:j])
+            for alt in range(len(names)):
+                if alt == idx:
+                    continue
+                extra = 1 if (prev_name in names and names[alt] != prev_name) else 0
+                if preemption_bound is not None and base + extra > preemption_bound:
+                    continue
+                stack.append([c for _, c in run.decisions[:j]] + [alt])
+        del pre
+    return ex
+
+
+def _preemptions(decisions: list[tuple[tuple[str, ...], int]]) -> int:
+    n = 0
+    for j in range(1, len(decisions)):
+        prev_names, prev_idx = decisions[j - 1]
+        names, idx = decisions[j]
+        prev = prev_names[prev_idx]
+        if prev in names and names[idx] != prev:
+            n += 1
+    return n

@@ -1,0 +1,337 @@
+"""Universes: a few functions and clients whose actions the explorer tries in every order.
+
+A universe file (YAML or JSON) names the kernel (policy, arch), the functions, and the clients;
+each client contributes its actions (a live patch: enable/disable; a BPF program:
+attach/detach; a kprobe: add/remove; the tracer: function/nop; the plain direct client:
+register/modify/unregister). Actions are scenario steps (:mod:`ftlab.scenario.schema`) applied
+by the scenario runner, so a counterexample is a scenario file that ``ftlab run`` replays.
+
+Example::
+
+    description: one live patch and one fexit program on one function
+    policy: linux-6.1
+    functions: [cmdline_proc_show]
+    clients:
+      - livepatch: p1
+        funcs: [cmdline_proc_show]
+      - bpf: fx
+        kind: fexit
+        target: cmdline_proc_show
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import InputError, KernelOops
+from ..model.catalogue import Catalogue
+from ..model.errno import errno_name
+from ..model.invariants import INVARIANTS
+from ..model.kernel import Kernel
+from ..scenario.runner import _Run
+from ..scenario.schema import (BpfStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, TracerStep)
+from .checker import Property
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LivepatchClient(_Strict):
+    livepatch: str
+    funcs: list[str] = Field(min_length=1)
+    replace: bool = False
+
+
+class BpfClient(_Strict):
+    bpf: str
+    kind: Literal["fentry", "fexit", "fmod_ret"]
+    target: str
+    ret: int = 0
+
+
+class KprobeClient(_Strict):
+    kprobe: str
+    target: str
+    post: bool = False
+
+
+class TracerClient(_Strict):
+    tracer: str = "function"
+    filter: list[str] = Field(default_factory=list)
+    notrace: list[str] = Field(default_factory=list)
+
+
+class DirectClient(_Strict):
+    direct: str
+    targets: list[str] = Field(min_length=1)
+    modify: bool = False
+
+
+ClientSpec = Union[LivepatchClient, BpfClient, KprobeClient, TracerClient, DirectClient]
+
+
+class ConcurrentGroup(_Strict):
+    """Actions to run concurrently (``together``), after a sequential prefix (``after``).
+
+    Actions are named ``<verb> <client>``: ``enable p1``, ``attach fx``, ``add kp``, ...
+    """
+
+    after: list[str] = Field(default_factory=list)
+    together: list[str] = Field(min_length=2, max_length=3)
+
+
+class UniverseSpec(_Strict):
+    """A universe file."""
+
+    description: str = ""
+    policy: Literal["linux-5.18", "seed-v2", "linux-6.1"] = "linux-6.1"
+    arch: Literal["x86_64", "arm64", "ppc64le", "s390x"] = "x86_64"
+    catalogue: Literal["synthetic", "embedded"] = Field(
+        "synthetic", description="synthetic: a catalogue of just `functions`; embedded: Debian 6.1's")
+    functions: list[str] = Field(min_length=1)
+    clients: list[ClientSpec] = Field(min_length=1)
+    calls: bool = Field(False, description="also explore `call` actions (they do not change state)")
+    concurrent: list[ConcurrentGroup] = Field(default_factory=list)
+
+
+def client_name(c: ClientSpec) -> str:
+    for attr in ("livepatch", "bpf", "kprobe", "direct"):
+        if hasattr(c, attr):
+            return getattr(c, attr)
+    return "tracer"
+
+
+@dataclass(frozen=True)
+class Action:
+    """One client action: a label (``enable p1``) and the scenario step that performs it."""
+
+    client: str
+    verb: str
+    step: Any  # a scenario Step model
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.client}"
+
+
+def _stable(obj: Any) -> Any:
+    """``obj`` with every set replaced by a sorted tuple, so that its repr is canonical."""
+    if isinstance(obj, (set, frozenset)):
+        return ("<set>",) + tuple(sorted((_stable(x) for x in obj), key=repr))
+    if isinstance(obj, tuple):
+        return tuple(_stable(x) for x in obj)
+    if isinstance(obj, list):
+        return [_stable(x) for x in obj]
+    if isinstance(obj, dict):
+        return {"<dict>": sorted(((_stable(k), _stable(v)) for k, v in obj.items()), key=repr)}
+    return obj
+
+
+class World:
+    """A state of the explored system: the kernel (with its client subsystems) and which clients are on."""
+
+    __slots__ = ("run", "on")
+
+    def __init__(self, run: _Run, on: frozenset[str]) -> None:
+        self.run = run
+        self.on = on
+
+    @property
+    def k(self) -> Kernel:
+        return self.run.k
+
+    def __deepcopy__(self, memo: dict) -> "World":
+        return World(copy.deepcopy(self.run, memo), self.on)
+
+
+class FtraceModel:
+    """The explorer's model of a universe under one policy (and optional mutations)."""
+
+    def __init__(self, spec: UniverseSpec, policy: str | None = None, mutations: frozenset[str] = frozenset()) -> None:
+        self.spec = spec
+        self.policy = policy or spec.policy
+        self.mutations = frozenset(mutations)
+        if spec.catalogue == "embedded":
+            self.cat = Catalogue.embedded()
+            for f in spec.functions:
+                if not self.cat.indices(f):
+                    raise InputError(f"unknown function {f!r} (not in catalogue {self.cat.source})", "functions")
+        else:
+            self.cat = Catalogue.synthetic(spec.functions)
+        names = [client_name(c) for c in spec.clients]
+        if len(set(names)) != len(names):
+            raise InputError("client names must be unique", "clients")
+        self.actions_of: dict[str, list[Action]] = {c: [] for c in names}
+        self.on_verbs: dict[str, tuple[str, ...]] = {}
+        self._build_actions()
+
+    def _ref(self, name: str) -> FuncRef:
+        if name not in self.spec.functions:
+            raise InputError(f"function {name!r} is not in the universe's functions", "clients")
+        return FuncRef(name=name)
+
+    def _build_actions(self) -> None:
+        for c in self.spec.clients:
+            n = client_name(c)
+            acts = self.actions_of[n]
+            if isinstance(c, LivepatchClient):
+                verb = "replace" if c.replace else "enable"
+                funcs = [self._ref(f) for f in c.funcs]
+                acts.append(Action(n, verb, LivepatchStep(livepatch=verb, patch=n, funcs=funcs)))
+                acts.append(Action(n, "disable", LivepatchStep(livepatch="disable", patch=n)))
+            elif isinstance(c, BpfClient):
+                acts.append(Action(n, "attach", BpfStep(bpf="attach", prog=n, kind=c.kind,
+                                                        target=self._ref(c.target), ret=c.ret)))
+                acts.append(Action(n, "detach", BpfStep(bpf="detach", prog=n)))
+            elif isinstance(c, KprobeClient):
+                t = self._ref(c.target)
+                acts.append(Action(n, "add", KprobeStep(kprobe="add", target=t, name=n, post=c.post)))
+                acts.append(Action(n, "remove", KprobeStep(kprobe="remove", target=t, name=n)))
+            elif isinstance(c, TracerClient):
+                acts.append(Action(n, "function", TracerStep(tracer="function", filter=c.filter,
+                                                             notrace=c.notrace)))
+                acts.append(Action(n, "nop", TracerStep(tracer="nop")))
+            elif isinstance(c, DirectClient):
+                ts = [self._ref(f) for f in c.targets]
+                acts.append(Action(n, "register", DirectStep(direct="register", name=n, targets=ts,
+                                                             tramp="my_tramp1")))
+                if c.modify:
+                    acts.append(Action(n, "modify", DirectStep(direct="modify", name=n, tramp="my_tramp2")))
+                acts.append(Action(n, "unregister", DirectStep(direct="unregister", name=n)))
+
+    def action(self, label: str) -> Action:
+        """The action called ``label`` (``<verb> <client>``); InputError if there is none."""
+        for acts in self.actions_of.values():
+            for a in acts:
+                if str(a) == label:
+                    return a
+        known = ", ".join(str(a) for acts in self.actions_of.values() for a in acts)
+        raise InputError(f"no action {label!r} in this universe (actions: {known})", "concurrent")
+
+    def apply(self, w: World, a: Action) -> tuple[World, str]:
+        """Apply ``a`` to a copy of ``w``: the new world and the kernel's answer."""
+        out = self.next_state(w, a)
+        assert out is not None
+        return out[0], out[1]["result"]
+
+    def symmetry(self) -> "Callable[[Hashable], Hashable] | None":
+        """Canonical form under renaming of interchangeable clients (same spec but the name).
+
+        Sound because names are the only thing that tells such clients apart: every state
+        reached with one assignment of names is reached with the swapped one, with the same
+        outcomes. None when no two clients are interchangeable.
+        """
+        import itertools
+        import re
+
+        groups: dict[str, list[str]] = {}
+        for c in self.spec.clients:
+            d = c.model_dump()
+            name = client_name(c)
+            sig = repr(sorted((k, v) for k, v in d.items() if v != name))
+            groups.setdefault(type(c).__name__ + sig, []).append(name)
+        groups_l = [g for g in groups.values() if len(g) > 1]
+        if not groups_l:
+            return None
+        names = [n for g in groups_l for n in g]
+        pat = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+                         + r")(?![A-Za-z0-9_])")
+        perms = [dict(zip(g, p)) for g in groups_l for p in itertools.permutations(g)]
+        per_group = [[dict(zip(g, p)) for p in itertools.permutations(g)] for g in groups_l]
+        mappings = []
+        for combo in itertools.product(*per_group):
+            m: dict[str, str] = {}
+            for part in combo:
+                m.update(part)
+            mappings.append(m)
+        del perms
+
+        def canon(key: Hashable) -> Hashable:
+            text = repr(_stable(key))
+            return min(pat.sub(lambda mo: m[mo.group(1)], text) for m in mappings)
+
+        return canon
+
+    # -- the Model protocol ------------------------------------------------------------------
+    def new_kernel(self) -> Kernel:
+        k = Kernel(self.cat, policy=self.policy, arch=self.spec.arch)
+        k.mutations = self.mutations
+        return k
+
+    def init_states(self) -> list[World]:
+        return [World(_Run(self.new_kernel()), frozenset())]
+
+    def actions(self, w: World) -> list[Action]:
+        out = []
+        for client, acts in self.actions_of.items():
+            on = client in w.on
+            for a in acts:
+                first = a is acts[0]
+                if first and not on or not first and on:
+                    out.append(a)
+        return out
+
+    def next_state(self, w: World, a: Action) -> tuple[World, dict[str, Any]] | None:
+        nw = copy.deepcopy(w)
+        try:
+            ret, _, _ = nw.run.apply(a.step)
+            result = errno_name(ret)
+        except KernelOops:
+            result = "Oops"
+        if result == "ok":
+            first = a is self.actions_of[a.client][0]
+            if first:
+                nw.on = w.on | {a.client}
+            elif a.verb not in ("modify",):
+                nw.on = w.on - {a.client}
+        return nw, {"result": result}
+
+    def key(self, w: World) -> Hashable:
+        return (w.k.full_key(), w.on, len(w.k.warnings), w.k.ftrace_disabled)
+
+    def properties(self) -> list[Property]:
+        props = [Property(inv.name, inv.doc, (lambda w, c=inv.check: c(w.k))) for inv in INVARIANTS]
+
+        def refusal_unchanged(before: World, action: Action, after: World, info: dict) -> list[str]:
+            if info["result"] in ("ok", "Oops"):
+                return []
+            if before.k.full_key() != after.k.full_key():
+                return [f"{action} was refused ({info['result']}) but changed the kernel state"]
+            return []
+
+        def no_oops(before: World, action: Action, after: World, info: dict) -> list[str]:
+            return [f"{action} oopsed the kernel"] if info["result"] == "Oops" else []
+
+        props.append(Property("refusal_unchanged", "a refused action leaves the state exactly as it was",
+                              refusal_unchanged, kind="transition"))
+        props.append(Property("no_oops", "no action oopses the kernel", no_oops, kind="transition"))
+        return props
+
+
+def load_universe_text(text: str, source: str) -> UniverseSpec:
+    """Validate a universe (YAML/JSON text); errors are one-line ``FILE:LINE: what``."""
+    from ..scenario.loader import parse_document, validation_error  # shared YAML plumbing
+
+    data, lines = parse_document(text, source, "universe")
+    if not isinstance(data, dict):
+        raise InputError("a universe is a mapping with 'functions' and 'clients'", f"{source}:{lines[()]}")
+    try:
+        return UniverseSpec.model_validate(data)
+    except ValidationError as e:
+        raise validation_error(e, data, lines, source) from None
+
+
+def load_universe(path: str) -> UniverseSpec:
+    import os
+    if os.path.isdir(path):
+        raise InputError("is a directory, not a universe file", path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read universe: {e}", path) from None
+    return load_universe_text(text, path)

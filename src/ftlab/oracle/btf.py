@@ -1,0 +1,131 @@
+"""BTF ids of kernel functions, read on the host from the guest kernel's image.
+
+A BPF tracing program is loaded with the BTF id of its target (``attach_btf_id``). Parsing the
+4 MB /sys/kernel/btf/vmlinux in Python takes seconds under TCG, so the host does it once per
+kernel: it decompresses the bzImage (``/boot/vmlinuz-<ver>``, XZ or gzip on Debian), takes the
+``.BTF`` section of the ELF vmlinux (the bytes the guest's /sys/kernel/btf/vmlinux shows), and
+records the id and the argument count of every function (``BTF_KIND_FUNC`` and its
+``FUNC_PROTO``). The guest checks the SHA-256 of its /sys/kernel/btf/vmlinux against the one
+recorded here before it loads anything.
+
+Format (include/uapi/linux/btf.h): a header (magic 0xeB9F, version, flags, hdr_len, type_off,
+type_len, str_off, str_len), then ``struct btf_type`` records (name_off, info, size/type) each
+followed by kind-specific data; type ids count from 1 in record order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+import os
+import struct
+import zlib
+
+from ..errors import OracleError
+
+BTF_MAGIC = 0xEB9F
+KIND_FUNC = 12
+KIND_FUNC_PROTO = 13
+
+#: Bytes of kind-specific data after each btf_type (``vlen`` = info & 0xffff).
+_FIXED = {1: 4, 3: 12, 14: 4, 17: 4}          # INT, ARRAY, VAR, DECL_TAG
+_PER_VLEN = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}  # STRUCT, UNION, ENUM, FUNC_PROTO, DATASEC, ENUM64
+
+
+def parse_btf(data: bytes) -> dict[str, tuple[int, int]]:
+    """Every function of a BTF blob: name -> (BTF id, number of arguments)."""
+    if len(data) < 24:
+        raise OracleError("BTF blob too short")
+    magic, _version, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
+    if magic != BTF_MAGIC:
+        raise OracleError(f"not BTF (magic 0x{magic:x})")
+    type_off, type_len, str_off, _str_len = struct.unpack_from("<IIII", data, 8)
+    types = hdr_len + type_off
+    strings = hdr_len + str_off
+    pos, end = types, types + type_len
+    tid = 0
+    funcs: list[tuple[int, int, int]] = []         # (id, name_off, proto id)
+    protos: dict[int, int] = {}                     # proto id -> vlen
+    while pos < end:
+        tid += 1
+        name_off, info, size_type = struct.unpack_from("<III", data, pos)
+        pos += 12
+        kind = (info >> 24) & 0x1F
+        vlen = info & 0xFFFF
+        if kind == KIND_FUNC:
+            funcs.append((tid, name_off, size_type))
+        elif kind == KIND_FUNC_PROTO:
+            protos[tid] = vlen
+        pos += _FIXED.get(kind, 0) + _PER_VLEN.get(kind, 0) * vlen
+    out: dict[str, tuple[int, int]] = {}
+    for fid, name_off, proto in funcs:
+        s = strings + name_off
+        name = data[s:data.index(b"\0", s)].decode()
+        out.setdefault(name, (fid, protos.get(proto, 0)))
+    return out
+
+
+def vmlinux_from_bzimage(image: bytes) -> bytes:
+    """The ELF vmlinux inside a bzImage (XZ or gzip payload)."""
+    xz = image.find(b"\xfd7zXZ\x00")
+    if xz >= 0:
+        try:
+            return lzma.LZMADecompressor().decompress(image[xz:])
+        except lzma.LZMAError as e:
+            raise OracleError(f"cannot decompress the kernel image (xz): {e}") from None
+    gz = image.find(b"\x1f\x8b\x08\x00")
+    if gz >= 0:
+        try:
+            return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(image[gz:])
+        except zlib.error as e:
+            raise OracleError(f"cannot decompress the kernel image (gzip): {e}") from None
+    raise OracleError("kernel image payload is neither XZ nor gzip (decompress it by hand)")
+
+
+def elf_section(elf: bytes, wanted: str) -> bytes:
+    """The bytes of section ``wanted`` of a 64-bit little-endian ELF file."""
+    if elf[:4] != b"\x7fELF" or elf[4] != 2:
+        raise OracleError("not a 64-bit ELF file")
+    shoff, = struct.unpack_from("<Q", elf, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 0x3A)
+
+    def header(n: int) -> tuple:
+        return struct.unpack_from("<IIQQQQIIQQ", elf, shoff + n * shentsize)
+
+    names = header(shstrndx)[4]
+    for n in range(shnum):
+        h = header(n)
+        start = names + h[0]
+        if elf[start:elf.index(b"\0", start)].decode() == wanted:
+            return elf[h[4]:h[4] + h[5]]
+    raise OracleError(f"the kernel image has no {wanted} section")
+
+
+def kernel_btf(vmlinuz: str, cache_dir: str) -> dict:
+    """``{"sha256", "funcs": {name: {"id", "nargs"}}}`` for the kernel ``vmlinuz``, cached per image."""
+    st = os.stat(vmlinuz)
+    cache = os.path.join(cache_dir, "btf.json")
+    stamp = f"{os.path.basename(vmlinuz)}:{st.st_size}:{int(st.st_mtime)}"
+    try:
+        with open(cache, encoding="utf-8") as f:
+            data = json.load(f)
+        if data.get("stamp") == stamp:
+            return data
+    except (OSError, ValueError):
+        pass
+    with open(vmlinuz, "rb") as f:
+        image = f.read()
+    blob = elf_section(vmlinux_from_bzimage(image), ".BTF")
+    funcs = parse_btf(blob)
+    data = {"stamp": stamp, "sha256": hashlib.sha256(blob).hexdigest(),
+            "funcs": {n: {"id": i, "nargs": a} for n, (i, a) in funcs.items()}}
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = cache + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    os.replace(tmp, cache)
+    return data
+
+
+__all__ = ["parse_btf", "vmlinux_from_bzimage", "elf_section", "kernel_btf"]

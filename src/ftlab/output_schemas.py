@@ -1,0 +1,230 @@
+"""JSON Schemas (draft 2020-12) of the documents ``ftlab <command> --json`` prints.
+
+Every document is one JSON object with ``"format": 1`` (:data:`ftlab.cli.JSON_FORMAT`) and
+``"command"`` naming the subcommand; :data:`SCHEMAS` maps each command to the schema of its
+document, and :func:`validate` checks a document against the schema its ``command`` names.
+Schemas are closed (``additionalProperties: false``): a new field needs a schema change here.
+
+``run`` -- two shapes:
+
+* without a file (the list of bundled scenarios)::
+
+    {"format": 1, "command": "run", "scenarios": [{"name": str, "description": str}, ...]}
+
+* with a file or name::
+
+    {"format": 1, "command": "run", "source": str, "policy": POLICY, "arch": ARCH, "ok": bool,
+     "steps": [{"index": int >= 1, "line": int >= 1, "action": str,
+                "result": "ok" | errno name ("EBUSY") | "-N" | "Oops",
+                "changes": [str],          # enabled_functions lines of changed records, "- name"
+                "trace": null | TRACE,     # call steps
+                "view": null | str,        # show steps
+                "events": [str],           # kernel events of this step
+                "expect_ok": bool,
+                "failures": [{"field": EXPECT_FIELD, "expected": any, "got": any}]}, ...]}
+
+  where ``TRACE`` is ``{"function": str, "body": null | str ("original" or a patch name),
+  "programs": [str], "retval": int, "events": [{"kind": str, "detail": str}], "warnings":
+  [str]}``; ``ok`` is true exactly when every step's ``expect_ok`` is.
+
+``show``::
+
+    {"format": 1, "command": "show", "source": str, "policy": POLICY, "arch": ARCH, "at": int >= 0,
+     "views": {"enabled_functions": str, "livepatch": str, "ops": str, "direct_functions": str,
+               "trampolines": str, "locks": str}}
+
+``compare``::
+
+    {"format": 1, "command": "compare", "source": str, "policies": [POLICY, ...] (unique, >= 1),
+     "agree": bool,
+     "steps": [{"index": int >= 1, "line": int >= 1, "action": str, "differs": bool,
+                "cells": {POLICY: null (not run: an earlier step oopsed) |
+                                  {"result": str} | {"result", "body", "programs", "retval"}}}]}
+
+``catalogue``::
+
+    {"format": 1, "command": "catalogue",
+     "catalogue": {"source": str, "records": int, "unique_names": int, "duplicate_names": int,
+                   "invalid_records": int},
+     "filters": {"glob": null | {"token": str, "type": "MATCH_FULL" | "MATCH_FRONT_ONLY" |
+                                 "MATCH_MIDDLE_ONLY" | "MATCH_END_ONLY" | "MATCH_GLOB" |
+                                 "MATCH_INDEX", "search": str, "negate": bool},
+                 "grep": null | str},
+     "count": int,
+     "records": [{"index": int, "ip": "0x<hex>", "name": str, "invalid": bool}],  # with
+     "truncated": bool}                                            # neither --summary nor --count
+
+``bench``::
+
+    {"format": 1, "command": "bench", "runs": int,
+     "results": [{"name": str, "runs": int, "median_s": num, "min_s": num, "max_s": num}]}
+
+``schema``::
+
+    {"format": 1, "command": "schema", "schema": {...}}   # the scenario file JSON Schema
+
+``POLICY`` is one of ``linux-5.18``, ``seed-v2``, ``linux-6.1``; ``ARCH`` one of ``x86_64``,
+``arm64``, ``ppc64le``, ``s390x``; ``EXPECT_FIELD`` a field of a step's ``expect``.
+
+The schemas are plain dicts and importing this module needs nothing beyond the standard
+library; :func:`validate` imports ``jsonschema`` (a test dependency, the ``test`` extra) when
+called. ftlab itself never validates its output at run time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+POLICIES = ["linux-5.18", "seed-v2", "linux-6.1"]
+ARCHES = ["x86_64", "arm64", "ppc64le", "s390x"]
+EXPECT_FIELDS = ["result", "body", "programs", "retval", "events", "text", "contains", "warnings",
+                 "ftrace_dead"]
+MATCH_TYPES = ["MATCH_FULL", "MATCH_FRONT_ONLY", "MATCH_MIDDLE_ONLY", "MATCH_END_ONLY", "MATCH_GLOB",
+               "MATCH_INDEX"]
+SHOW_VIEWS = ["enabled_functions", "livepatch", "ops", "direct_functions", "trampolines", "locks"]
+
+_POS = {"type": "integer", "minimum": 1}
+_NAT = {"type": "integer", "minimum": 0}
+_STRS = {"type": "array", "items": {"type": "string"}}
+
+
+def _obj(properties: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A closed object: every property required except ``optional``."""
+    return {"type": "object", "properties": properties,
+            "required": [k for k in properties if k not in optional], "additionalProperties": False}
+
+
+def _document(command: str, properties: dict[str, Any], optional: tuple[str, ...] = (),
+              **extra: Any) -> dict[str, Any]:
+    doc = _obj({"format": {"const": 1}, "command": {"const": command}, **properties}, optional)
+    return {"$schema": DRAFT, "title": f"ftlab {command} --json", **doc, **extra}
+
+
+_TRACE = _obj({
+    "function": {"type": "string"},
+    "body": {"type": ["string", "null"]},
+    "programs": _STRS,
+    "retval": {"type": "integer"},
+    "events": {"type": "array", "items": _obj({"kind": {"type": "string"}, "detail": {"type": "string"}})},
+    "warnings": _STRS,
+})
+
+_RUN_STEP = _obj({
+    "index": _POS,
+    "line": _POS,
+    "action": {"type": "string", "minLength": 1},
+    "result": {"type": "string", "pattern": r"^(ok|Oops|E[A-Z0-9]+|-?[0-9]+)$"},
+    "changes": _STRS,
+    "trace": {"anyOf": [{"type": "null"}, _TRACE]},
+    "view": {"type": ["string", "null"]},
+    "events": _STRS,
+    "expect_ok": {"type": "boolean"},
+    "failures": {"type": "array", "items": _obj({"field": {"enum": EXPECT_FIELDS}, "expected": {}, "got": {}})},
+})
+
+_RUN_LIST = _obj({
+    "format": {"const": 1}, "command": {"const": "run"},
+    "scenarios": {"type": "array", "minItems": 1,
+                  "items": _obj({"name": {"type": "string", "minLength": 1}, "description": {"type": "string"}})},
+})
+
+_RUN_RESULT = _obj({
+    "format": {"const": 1}, "command": {"const": "run"},
+    "source": {"type": "string"},
+    "policy": {"enum": POLICIES},
+    "arch": {"enum": ARCHES},
+    "ok": {"type": "boolean"},
+    "steps": {"type": "array", "items": {"$ref": "#/$defs/step"}},
+})
+
+RUN: dict[str, Any] = {
+    "$schema": DRAFT, "title": "ftlab run --json",
+    "$defs": {"step": _RUN_STEP},
+    "oneOf": [_RUN_LIST, _RUN_RESULT],
+}
+
+SHOW: dict[str, Any] = _document("show", {
+    "source": {"type": "string"},
+    "policy": {"enum": POLICIES},
+    "arch": {"enum": ARCHES},
+    "at": _NAT,
+    "views": _obj({v: {"type": "string"} for v in SHOW_VIEWS}),
+})
+
+_CELL = {
+    "type": "object",
+    "properties": {"result": {"type": "string"}, "body": {"type": ["string", "null"]}, "programs": _STRS,
+                   "retval": {"type": "integer"}},
+    "required": ["result"],
+    "dependentRequired": {"body": ["programs", "retval"], "programs": ["body", "retval"],
+                          "retval": ["body", "programs"]},
+    "additionalProperties": False,
+}
+
+COMPARE: dict[str, Any] = _document("compare", {
+    "source": {"type": "string"},
+    "policies": {"type": "array", "items": {"enum": POLICIES}, "minItems": 1, "uniqueItems": True},
+    "agree": {"type": "boolean"},
+    "steps": {"type": "array", "items": _obj({
+        "index": _POS,
+        "line": _POS,
+        "action": {"type": "string"},
+        "cells": {"type": "object", "propertyNames": {"enum": POLICIES},
+                  "additionalProperties": {"anyOf": [{"type": "null"}, _CELL]}},
+        "differs": {"type": "boolean"},
+    })},
+})
+
+CATALOGUE: dict[str, Any] = _document("catalogue", {
+    "catalogue": _obj({"source": {"type": "string"}, "records": _NAT, "unique_names": _NAT,
+                       "duplicate_names": _NAT, "invalid_records": _NAT}),
+    "filters": _obj({
+        "glob": {"anyOf": [{"type": "null"}, _obj({"token": {"type": "string", "minLength": 1},
+                                                   "type": {"enum": MATCH_TYPES},
+                                                   "search": {"type": "string"},
+                                                   "negate": {"type": "boolean"}})]},
+        "grep": {"type": ["string", "null"]},
+    }),
+    "count": _NAT,
+    "records": {"type": "array", "items": _obj({"index": _NAT, "ip": {"type": "string", "pattern": "^0x[0-9a-f]+$"},
+                                                "name": {"type": "string", "minLength": 1},
+                                                "invalid": {"type": "boolean"}})},
+    "truncated": {"type": "boolean"},
+}, optional=("records", "truncated"), dependentRequired={"records": ["truncated"], "truncated": ["records"]})
+
+BENCH: dict[str, Any] = _document("bench", {
+    "runs": _NAT,
+    "results": {"type": "array", "items": _obj({
+        "name": {"type": "string", "minLength": 1},
+        "runs": _POS,
+        "median_s": {"type": "number", "minimum": 0},
+        "min_s": {"type": "number", "minimum": 0},
+        "max_s": {"type": "number", "minimum": 0},
+    })},
+})
+
+SCHEMA: dict[str, Any] = _document("schema", {"schema": {"type": "object"}})
+
+#: command -> JSON Schema of its ``--json`` document.
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "run": RUN, "show": SHOW, "compare": COMPARE, "catalogue": CATALOGUE, "bench": BENCH, "schema": SCHEMA,
+}
+
+
+def validate(doc: Any) -> None:
+    """Check ``doc`` against the schema of the command it names.
+
+    Raises ``jsonschema.ValidationError`` when it does not match (or names no known command),
+    ``jsonschema.SchemaError`` if a schema here is itself invalid. Needs ``jsonschema``.
+    """
+    import jsonschema
+
+    command = doc.get("command") if isinstance(doc, dict) else None
+    schema = SCHEMAS.get(command) if isinstance(command, str) else None
+    if schema is None:
+        raise jsonschema.ValidationError(f"'command' names no known ftlab command: {command!r} "
+                                         f"(known: {', '.join(SCHEMAS)})")
+    validator_cls = jsonschema.Draft202012Validator
+    validator_cls.check_schema(schema)
+    validator_cls(schema, format_checker=validator_cls.FORMAT_CHECKER).validate(doc)

@@ -1,0 +1,132 @@
+"""The explorer on ftrace universes: pinned state counts, findings, mutations, interleavings."""
+
+from __future__ import annotations
+
+import pytest
+
+from ftlab.explorer.explore import counterexample_scenario, explore, interleave_group
+from ftlab.explorer.interleave import Task, explore_interleavings
+from ftlab.explorer.universe import FtraceModel, load_universe_text
+from ftlab.cli_explore import bundled_universes, resolve_universe
+from ftlab.model.catalogue import Catalogue
+from ftlab.model.clients import bpf, livepatch
+from ftlab.model.invariants import check_all
+from ftlab.model.kernel import Kernel
+
+
+def universe(name):
+    return resolve_universe(name)[0]
+
+
+# Pinned state counts: a change here is a change in the model and must be looked at.
+PINNED = {
+    ("livepatch-and-fexit", "linux-5.18", 6): (15, 42),
+    ("livepatch-and-fexit", "seed-v2", 6): (68, 147),
+    ("livepatch-and-fexit", "linux-6.1", 6): (59, 135),
+}
+
+
+@pytest.mark.parametrize("name,policy,depth", sorted(PINNED))
+def test_pinned_state_counts(name, policy, depth):
+    r = explore(universe(name), policy, depth, threads=0).result
+    assert (r.states, r.transitions) == PINNED[(name, policy, depth)]
+
+
+def test_seed_walk_stops_at_share_is_found_with_a_shortest_counterexample():
+    r = explore(universe("sharing-walk"), "seed-v2", 5, threads=0).result
+    cx = r.counterexample("livepatch_body")
+    assert cx.depth == 4
+    assert [str(a) for a in cx.actions][-1] == "enable p1"
+
+
+def test_linux_6_1_fexit_after_fentry_under_a_live_patch_is_found():
+    r = explore(universe("livepatch-and-fexit"), "linux-6.1", 4, threads=0).result
+    cx = r.counterexample("bpf_programs_run")
+    assert [str(a) for a in cx.actions] == ["enable p1", "attach fe", "attach fx"]
+
+
+def test_a_universe_without_violations_under_the_seed():
+    spec = load_universe_text("""
+functions: [f]
+clients:
+  - livepatch: p1
+    funcs: [f]
+  - bpf: fx
+    kind: fexit
+    target: f
+""", "u.yaml")
+    r = explore(spec, "seed-v2", 6, threads=0).result
+    r.assert_no_violation()
+    assert r.states == 14
+
+
+def test_symmetry_reduction_agrees_with_the_unreduced_search():
+    spec = load_universe_text("""
+functions: [f]
+clients:
+  - bpf: a
+    kind: fentry
+    target: f
+  - bpf: b
+    kind: fentry
+    target: f
+  - livepatch: p
+    funcs: [f]
+""", "u.yaml")
+    for policy in ("seed-v2", "linux-6.1"):
+        full = explore(spec, policy, 6, threads=0, symmetry=False).result
+        red = explore(spec, policy, 6, threads=0, symmetry=True).result
+        assert red.states < full.states
+        assert set(red.violations) == set(full.violations)
+
+
+@pytest.mark.parametrize("name", sorted(bundled_universes()))
+def test_symmetry_agrees_on_bundled_universes(name):
+    spec = universe(name)
+    full = explore(spec, spec.policy, 3, threads=0, symmetry=False).result
+    red = explore(spec, spec.policy, 3, threads=0, symmetry=True).result
+    assert set(red.violations) == set(full.violations)
+
+
+def test_trylock_makes_the_live_patch_retry_and_blocking_lock_deadlocks():
+    model = FtraceModel(universe("livepatch-and-fexit"), policy="seed-v2")
+    g = interleave_group(model, ["attach fe"], ["attach fx", "enable p1"], preemption_bound=2)
+    results = {tuple(sorted(o["results"].items())) for o in g.outcomes}
+    assert (("attach fx", "ok"), ("enable p1", "EAGAIN")) in results
+    assert not g.bad
+    mutated = FtraceModel(universe("livepatch-and-fexit"), policy="seed-v2",
+                          mutations=frozenset({"ops-func-blocking-lock"}))
+    g = interleave_group(mutated, ["attach fe"], ["attach fx", "enable p1"], preemption_bound=2)
+    dead = [b for b in g.bad if b["kind"] == "deadlock"]
+    assert dead and "holds tr->mutex" in dead[0]["detail"] and "wants direct_mutex" in dead[0]["detail"]
+
+
+@pytest.mark.parametrize("mutation,universe_name", [("no-orig-stack", "livepatch-and-fexit"),
+                                                    ("skip-prepare", "livepatch-and-fexit"),
+                                                    ("ops-func-blocking-lock", "livepatch-and-fexit")])
+def test_each_mutation_is_killed(mutation, universe_name):
+    spec = universe(universe_name)
+    base = explore(spec, "seed-v2", 4)
+    mut = explore(spec, "seed-v2", 4, mutations=frozenset({mutation}))
+    assert set(mut.violated) - set(base.violated)
+
+
+def test_preemption_bound_none_explores_every_interleaving():
+    def make():
+        k = Kernel(Catalogue.synthetic(["f"]), policy="linux-6.1")
+        return k, [Task("a", lambda k: bpf.bpf_attach(k, bpf.BpfProgram("fe", "fentry", "f"))),
+                   Task("b", lambda k: livepatch.livepatch_enable(k, "p1", ["f"]))]
+
+    bounded = explore_interleavings(make, check=lambda k, r: check_all(k), preemption_bound=0)
+    full = explore_interleavings(make, check=lambda k, r: check_all(k), preemption_bound=None)
+    assert bounded.runs == 2 and full.runs > bounded.runs and full.complete
+    assert not full.bad
+
+
+def test_counterexample_becomes_a_scenario_document():
+    model = FtraceModel(universe("livepatch-and-fexit"), policy="linux-6.1")
+    from ftlab.explorer.checker import Checker
+    r = Checker(model).depth(4).run()
+    doc = counterexample_scenario(model, r.counterexample("bpf_programs_run"), "bpf_programs_run")
+    assert doc["kernel"]["policy"] == "linux-6.1" and doc["check_invariants"] is True
+    assert [list(s)[0] for s in doc["steps"]][:3] == ["livepatch", "bpf", "bpf"]
