@@ -333,3 +333,11 @@ def test_oracle_scenario_arguments_resolve(capsys) -> None:
     assert len(resolve_items(["oracle/"])) == len(oracle_examples())
     with pytest.raises(InputError):
         resolve_items(["oracle/nope"])
+
+
+def test_a_step_the_guest_died_in_compares_on_its_result_only() -> None:
+    dead = {"index": 1, "action": "a", "result": "Oops", "enabled": [], "call": None, "ftrace_dead": None,
+            "warn": None, "synthetic": True}
+    rows = compare_steps([_raw("Oops")], [dead])
+    assert rows[0]["agree"]
+    assert compare_steps([_raw("ok")], [dead])[0]["differs"] == ["result"]

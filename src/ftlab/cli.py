@@ -166,8 +166,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _register_all() -> None:
+    """Import the modules whose subcommands register themselves (run, show, compare, schema,
+    explore, oracle). Done here rather than at import time so that importing any one of them
+    first cannot hit a half-initialised module."""
+    from . import cli_explore, cli_oracle, cli_scenario  # noqa: F401
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``ftlab`` parser with one sub-parser per registered subcommand."""
+    _register_all()
     parser = _ArgumentParser(prog="ftlab", description="An executable model of the Linux ftrace hook core.")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for sc in SUBCOMMANDS.values():
@@ -382,7 +390,3 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-# Scenario subcommands register themselves on import (run, show, compare, schema).
-from . import cli_scenario  # noqa: E402,F401
-from . import cli_explore  # noqa: E402,F401
-from . import cli_oracle  # noqa: E402,F401

@@ -20,7 +20,7 @@ from typing import Any
 from .cli import Output, add_json_option, json_document, rich_table, subcommand, use_rich
 from .errors import InputError
 from .explorer.explore import PolicyReport, counterexample_scenario, dump_scenario, explore
-from .explorer.mutations import MUTATIONS
+from .explorer.mutations import MUTATIONS, applies
 from .explorer.universe import UniverseSpec, load_universe, load_universe_text
 from .model.policies import policy_names
 
@@ -53,7 +53,8 @@ def _depth(text: str) -> int:
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("universe", metavar="UNIVERSE", help="a universe file, or the name of a bundled one")
+    p.add_argument("universe", metavar="UNIVERSE",
+                   help="a universe file, the name of a bundled one, or 'all' (every bundled one)")
     p.add_argument("--policy", default=None, help="a policy, or 'all' (default: the universe's)")
     p.add_argument("--depth", type=_depth, default=6, help="action-sequence depth bound (default 6)")
     p.add_argument("--threads", type=_depth, default=2,
@@ -85,7 +86,49 @@ def _progress_printer() -> Any:
 @subcommand("explore", "every order of client actions and every interleaving of concurrent ones",
             configure=_configure)
 def cmd_explore(args: argparse.Namespace) -> Output:
-    spec, source = resolve_universe(args.universe)
+    if args.universe == "all":
+        if args.emit_scenario:
+            raise InputError("give one universe to emit a counterexample from", "--emit-scenario")
+        outs = [_explore_one(args, name) for name in bundled_universes()]
+        status = max(o[1] for o in outs)
+        score = _merge_scores([o[2] for o in outs])
+        if args.json:
+            return Output(json_document("explore", universes=[o[3] for o in outs], mutation_score=score), status)
+        text = "\n".join(o[0] for o in outs)
+        if score is not None:
+            text += _render_score(score, "all bundled universes")
+            status = 0 if score["killed"] == score["total"] else 1
+        return Output(text, status)
+    text, status, score, doc = _explore_one(args, args.universe)
+    if args.json:
+        return Output(json_document("explore", **doc, mutation_score=score), status)
+    if score is not None:
+        text += _render_score(score, doc["universe"])
+    return Output(text, status)
+
+
+def _merge_scores(scores: list[Any]) -> Any:
+    if all(s is None for s in scores):
+        return None
+    per: dict[str, Any] = {}
+    for s in scores:
+        for key, v in (s or {"per": {}})["per"].items():
+            cur = per.setdefault(key, {"killed": False, "new_violations": []})
+            if v["killed"]:
+                cur["killed"] = True
+                cur["new_violations"] = sorted(set(cur["new_violations"]) | set(v["new_violations"]))
+    return {"per": per, "killed": sum(v["killed"] for v in per.values()), "total": len(per)}
+
+
+def _render_score(score: Any, where: str) -> str:
+    out = [f"\nmutation score ({where}): {score['killed']}/{score['total']} killed\n"]
+    for key, v in score["per"].items():
+        out.append(f"  {key}: {'killed by ' + ', '.join(v['new_violations']) if v['killed'] else 'SURVIVED'}\n")
+    return "".join(out)
+
+
+def _explore_one(args: argparse.Namespace, universe: str) -> tuple[str, int, Any, dict[str, Any]]:
+    spec, source = resolve_universe(universe)
     if args.policy in (None, ""):
         policies = [spec.policy]
     elif args.policy == "all":
@@ -113,6 +156,8 @@ def cmd_explore(args: argparse.Namespace) -> Output:
         for p in policies:
             base = reports[policies.index(p)]
             for m in MUTATIONS:
+                if not applies(m, p):
+                    continue
                 r = explore(spec, p, args.depth, mutations=frozenset([m]), **common)
                 new = sorted(set(r.violated) - set(base.violated))
                 killed = bool(new)
@@ -125,10 +170,8 @@ def cmd_explore(args: argparse.Namespace) -> Output:
         _emit(reports, args.emit_scenario)
     bad = any(r.violated for r in reports)
     status = 1 if (bad if score is None else score["killed"] < score["total"]) else 0
-    if args.json:
-        return Output(json_document("explore", universe=source, depth=args.depth,
-                                    policies=[_report_dict(r) for r in reports], mutation_score=score), status)
-    return Output(render(source, spec, reports, score, args.depth), status)
+    doc = {"universe": source, "depth": args.depth, "policies": [_report_dict(r) for r in reports]}
+    return render(source, spec, reports, args.depth), status, score, doc
 
 
 def _emit(reports: list[PolicyReport], path: str) -> None:
@@ -161,7 +204,7 @@ def _report_dict(r: PolicyReport) -> dict[str, Any]:
     }
 
 
-def render(source: str, spec: UniverseSpec, reports: list[PolicyReport], score: Any, depth: int) -> str:
+def render(source: str, spec: UniverseSpec, reports: list[PolicyReport], depth: int) -> str:
     out = [f"universe: {source} ({len(spec.functions)} functions, {len(spec.clients)} clients), depth {depth}\n"]
     if spec.description:
         out.append(f"  {spec.description}\n")
@@ -197,8 +240,4 @@ def render(source: str, spec: UniverseSpec, reports: list[PolicyReport], score: 
                 out.append(f"  {o['runs']:>5} runs: {res_txt}{extra}\n")
             for b in g.bad:
                 out.append(f"  {b['kind']}: {b['detail']}\n    order: {' -> '.join(b['order'])}\n")
-    if score is not None:
-        out.append(f"\nmutation score: {score['killed']}/{score['total']} killed\n")
-        for key, v in score["per"].items():
-            out.append(f"  {key}: {'killed by ' + ', '.join(v['new_violations']) if v['killed'] else 'SURVIVED'}\n")
     return "".join(out)

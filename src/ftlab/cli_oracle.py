@@ -160,9 +160,14 @@ def _diff(args: argparse.Namespace) -> Output:
     else:
         results = runner.run(items, args.out, progress=_progress(args.quiet))
     by_source = {s["source"]: s for s in results["scenarios"]}
+    by_base: dict[str, list[dict[str, Any]]] = {}
+    for s in results["scenarios"]:
+        by_base.setdefault(os.path.basename(s["source"]), []).append(s)
     scenarios = []
     for it in items:
         oracle = by_source.get(it.source)
+        if oracle is None and len(by_base.get(os.path.basename(it.source), [])) == 1:
+            oracle = by_base[os.path.basename(it.source)][0]  # the same file named another way
         if oracle is None:
             raise InputError("not in the oracle results (run it with 'ftlab oracle run')", it.source)
         model = model_steps(it.scenario, it.lines, it.source, policy=POLICY)

@@ -127,7 +127,7 @@ def counterexample_scenario(model: FtraceModel, cx: Counterexample[Action], prop
     steps = [a.step.model_dump(exclude_none=True, exclude_defaults=True) for a in cx.actions]
     for st, a in zip(steps, cx.actions):
         key = {"livepatch": "livepatch", "bpf": "bpf", "kprobe": "kprobe", "tracer": "tracer",
-               "direct": "direct"}
+               "direct": "direct", "ops": "ops"}
         for k in key:
             if hasattr(a.step, k):
                 st[k] = getattr(a.step, k)

@@ -17,6 +17,20 @@ MUTATIONS: dict[str, str] = {
 }
 
 
+#: Policies in which each mutation changes anything (5.18 has no ops_func, no ORIG_STACK, no prepare).
+APPLIES: dict[str, tuple[str, ...]] = {
+    "ops-func-blocking-lock": ("seed-v2", "linux-6.1"),
+    "no-orig-stack": ("seed-v2", "linux-6.1"),
+    "skip-prepare": ("seed-v2", "linux-6.1"),
+    "no-rollback": ("linux-5.18", "seed-v2", "linux-6.1"),
+}
+
+
+def applies(mutation: str, policy: str) -> bool:
+    """Does ``mutation`` change anything under ``policy``."""
+    return policy in APPLIES.get(mutation, ())
+
+
 def check_mutation(name: str) -> str:
     """``name`` if it is a known mutation (ValueError otherwise)."""
     if name not in MUTATIONS:

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Literal, Union
+from typing import Annotated, Any, Callable, Hashable, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from ..errors import InputError, KernelOops
 from ..model.catalogue import Catalogue
@@ -33,7 +33,7 @@ from ..model.errno import errno_name
 from ..model.invariants import INVARIANTS
 from ..model.kernel import Kernel
 from ..scenario.runner import _Run
-from ..scenario.schema import (BpfStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, TracerStep)
+from ..scenario.schema import BpfStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, OpsStep, TracerStep
 from .checker import Property
 
 
@@ -72,7 +72,32 @@ class DirectClient(_Strict):
     modify: bool = False
 
 
-ClientSpec = Union[LivepatchClient, BpfClient, KprobeClient, TracerClient, DirectClient]
+class OpsClient(_Strict):
+    ops: str
+    funcs: list[str] = Field(min_length=1)
+    ipmodify: bool = False
+    save_regs: bool = False
+
+
+_CLIENT_KEYS = ("livepatch", "bpf", "kprobe", "tracer", "direct", "ops")
+
+
+def _client_tag(v: Any) -> str | None:
+    if isinstance(v, BaseModel):
+        return next((key for key in _CLIENT_KEYS if hasattr(v, key)), None)
+    if not isinstance(v, dict):
+        return None
+    keys = [key for key in v if key in _CLIENT_KEYS]
+    return keys[0] if len(keys) == 1 else None
+
+
+ClientSpec = Annotated[
+    Union[Annotated[LivepatchClient, Tag("livepatch")], Annotated[BpfClient, Tag("bpf")],
+          Annotated[KprobeClient, Tag("kprobe")], Annotated[TracerClient, Tag("tracer")],
+          Annotated[DirectClient, Tag("direct")], Annotated[OpsClient, Tag("ops")]],
+    Discriminator(_client_tag, custom_error_type="client_kind",
+                  custom_error_message="a client needs exactly one kind key: " + ", ".join(_CLIENT_KEYS)),
+]
 
 
 class ConcurrentGroup(_Strict):
@@ -100,7 +125,7 @@ class UniverseSpec(_Strict):
 
 
 def client_name(c: ClientSpec) -> str:
-    for attr in ("livepatch", "bpf", "kprobe", "direct"):
+    for attr in ("livepatch", "bpf", "kprobe", "direct", "ops"):
         if hasattr(c, attr):
             return getattr(c, attr)
     return "tracer"
@@ -195,6 +220,11 @@ class FtraceModel:
                 acts.append(Action(n, "function", TracerStep(tracer="function", filter=c.filter,
                                                              notrace=c.notrace)))
                 acts.append(Action(n, "nop", TracerStep(tracer="nop")))
+            elif isinstance(c, OpsClient):
+                fs = [self._ref(f) for f in c.funcs]
+                acts.append(Action(n, "register", OpsStep(ops="register", name=n, funcs=fs, ipmodify=c.ipmodify,
+                                                          save_regs=c.save_regs)))
+                acts.append(Action(n, "unregister", OpsStep(ops="unregister", name=n)))
             elif isinstance(c, DirectClient):
                 ts = [self._ref(f) for f in c.targets]
                 acts.append(Action(n, "register", DirectStep(direct="register", name=n, targets=ts,

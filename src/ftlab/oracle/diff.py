@@ -3,7 +3,8 @@
 Both sides are raw step records of one shape; :func:`ftlab.oracle.observe.observe` turns each into
 the compared observables with the same code, so the comparison is plain equality per key. A step
 present on one side only (the model stopped with an error or an Oops, the guest hung) differs in
-every key.
+every key; a step in which the guest died or hung (the runner marks it ``synthetic``) is compared
+on its result only (``Oops``, ``hung``, ``crashed``), since nothing else could be read.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ def compare_steps(model: list[dict[str, Any]], kernel: list[dict[str, Any]]) -> 
         k = observe(kernel[i]) if i < len(kernel) else None
         if m is None or k is None:
             differs = list(OBSERVED)
+        elif model[i].get("synthetic") or kernel[i].get("synthetic"):
+            # the guest died or hung in this step: only its outcome (Oops, hung) is known
+            differs = ["result"] if m.get("result") != k.get("result") else []
         else:
             differs = [key for key in OBSERVED if m.get(key) != k.get(key)]
         src = model[i] if i < len(model) else kernel[i]

@@ -108,7 +108,7 @@ def run(items: list[Item], out_dir: str, *, progress: Callable[[str], None] | No
         btf = btf_mod.kernel_btf(info.vmlinuz, cdir)
     planned: list[PlannedScenario] = []
     for n, it in enumerate(items, 1):
-        planned.append(plan_scenario(it.scenario, it.lines, it.source, btf["funcs"], sid=f"{n:02d}-{_slug(it.source)}"))
+        planned.append(plan_scenario(it.scenario, it.lines, it.source, btf["funcs"], sid=f"{n:02d}-{_slug(os.path.basename(it.source).rsplit('.', 1)[0])}"))
     out_dir = os.path.abspath(out_dir)
     for path in (out_dir, AGENT, cdir):
         if any(ch.isspace() for ch in path):

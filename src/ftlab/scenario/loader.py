@@ -28,6 +28,9 @@ MAX_DEPTH = 100
 
 Path_ = tuple[Any, ...]
 
+#: Tags of the explorer's client union (universe files share this loader's plumbing).
+UNION_TAGS = frozenset({"livepatch", "bpf", "kprobe", "tracer", "direct", "ops"})
+
 
 def load_scenario(path: str | os.PathLike[str]) -> tuple[Scenario, dict[Path_, int]]:
     """Read and validate ``path``; returns the scenario and its (path -> line) map."""
@@ -181,7 +184,8 @@ def _data_path(data: Any, loc: tuple[Any, ...], missing: bool = False) -> Path_:
     the error is a ``missing`` field.
     """
     loc = tuple(loc)
-    if len(loc) >= 3 and loc[0] == "steps" and isinstance(loc[1], int) and loc[2] in ACTION_KEYS:
+    if len(loc) >= 3 and isinstance(loc[1], int) and (
+            (loc[0] == "steps" and loc[2] in ACTION_KEYS) or (loc[0] == "clients" and loc[2] in UNION_TAGS)):
         loc = loc[:2] + loc[3:]
     path: list[Any] = []
     cur = data

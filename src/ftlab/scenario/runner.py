@@ -16,11 +16,12 @@ from typing import Any
 from ..errors import InputError, KernelOops
 from ..model import calls, views
 from ..model.catalogue import Catalogue
-from ..model.clients import bpf, direct_client, kprobes, livepatch, tracer
+from ..model.clients import bpf, direct_client, kprobes, livepatch, ops_client, tracer
+from ..model.invariants import check_all
 from ..model.errno import errno_name, parse_errno
 from ..model.flags import FTRACE_FL
 from ..model.kernel import Kernel
-from .schema import (BpfStep, CallStep, DirectStep, Expect, FuncRef, KernelSpec, KprobeStep, LivepatchStep,
+from .schema import (BpfStep, CallStep, DirectStep, Expect, FuncRef, KernelSpec, KprobeStep, LivepatchStep, OpsStep,
                      Scenario, ShowStep, TracerStep, TransitionStep)
 
 Path_ = tuple[Any, ...]
@@ -89,7 +90,9 @@ def build_kernel(spec: KernelSpec, source: str, lines: dict[Path_, int], policy:
             cat = Catalogue.from_file(cat_spec)
         except InputError as e:  # point at the scenario's line; the message keeps the catalogue's place
             raise InputError(f"kernel.catalogue: {e}", where) from None
-    return Kernel(cat, policy=policy or spec.policy, arch=arch or spec.arch)
+    k = Kernel(cat, policy=policy or spec.policy, arch=arch or spec.arch)
+    k.mutations = frozenset(spec.mutations)
+    return k
 
 
 def check_names(scenario: Scenario, cat: Catalogue, source: str, lines: dict[Path_, int]) -> None:
@@ -124,6 +127,10 @@ def check_names(scenario: Scenario, cat: Catalogue, source: str, lines: dict[Pat
             refs = list(step.targets)
             if step.direct == "register" and not refs:
                 raise InputError(f"steps[{i}]: direct register needs targets", where)
+        elif isinstance(step, OpsStep):
+            refs = list(step.funcs)
+            if step.ops == "register" and not refs:
+                raise InputError(f"steps[{i}]: ops register needs funcs", where)
         elif isinstance(step, CallStep):
             refs = [FuncRef(name=step.call, sympos=step.sympos)]
         for ref in refs:
@@ -156,6 +163,10 @@ def _describe(step: Any) -> str:
     if isinstance(step, DirectStep):
         targets = ", ".join(f.name for f in step.targets)
         return f"direct {step.direct} {step.name}" + (f" [{targets}]" if targets else "") + f" tramp={step.tramp}"
+    if isinstance(step, OpsStep):
+        flags = "".join(f" {f}" for f, on in (("IPMODIFY", step.ipmodify), ("SAVE_REGS", step.save_regs)) if on)
+        funcs = ", ".join(f.name for f in step.funcs)
+        return f"ops {step.ops} {step.name}" + (f" [{funcs}]" if funcs else "") + flags
     if isinstance(step, CallStep):
         return f"call {step.call}"
     if isinstance(step, ShowStep):
@@ -216,6 +227,12 @@ class _Run:
             if step.direct == "modify":
                 return direct_client.direct_client_modify(k, step.name, step.tramp), None, None
             return direct_client.direct_client_unload(k, step.name), None, None
+        if isinstance(step, OpsStep):
+            if step.ops == "register":
+                ips = [k.cat.lookup(f.name, f.sympos) if f.sympos else k.cat.ip(k.cat.indices(f.name)[0])
+                       for f in step.funcs]
+                return ops_client.ops_client_register(k, step.name, ips, step.ipmodify, step.save_regs), None, None
+            return ops_client.ops_client_unregister(k, step.name), None, None
         if isinstance(step, CallStep):
             trace = calls.call(k, step.call, step.sympos)
             return 0, trace_dict(trace), None
@@ -353,6 +370,9 @@ def run_scenario(scenario: Scenario, lines: dict[Path_, int], source: str, *, po
         sr = StepResult(i + 1, lines.get(("steps", i), 1), _describe(step), result,
                         record_changes(k, before), trace, view, [str(e) for e in k.events[nev:]])
         sr.failures = check_expect(step.expect, result, trace, view, k)
+        if scenario.check_invariants:
+            sr.failures.extend({"field": "invariant", "expected": "holds", "got": msg}
+                               for msg in check_all(k))
         results.append(sr)
         if result == "Oops":
             break

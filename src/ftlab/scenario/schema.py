@@ -147,6 +147,25 @@ class DirectStep(_StepBase):
         return [_func_ref(x) for x in v] if isinstance(v, list) else v
 
 
+class OpsStep(_StepBase):
+    """ops register|unregister: a module's own ftrace_ops on one or more functions (no ops_func).
+
+    Like a module that hooks functions with register_ftrace_function directly; with ``ipmodify``
+    its callback may change regs->ip (FTRACE_OPS_FL_IPMODIFY; the model's callback leaves it).
+    """
+
+    ops: Literal["register", "unregister"]
+    name: str = Field("my_ops", min_length=1)
+    funcs: list[FuncArg] = Field(default_factory=list)
+    ipmodify: bool = False
+    save_regs: bool = False
+
+    @field_validator("funcs", mode="before", json_schema_input_type=list[str | FuncRef])
+    @classmethod
+    def _refs(cls, v: Any) -> Any:
+        return [_func_ref(x) for x in v] if isinstance(v, list) else v
+
+
 class CallStep(_StepBase):
     """call FUNC: what runs when the function is called."""
 
@@ -167,7 +186,7 @@ class ShowStep(_StepBase):
 
 ACTION_KEYS = {
     "livepatch": "livepatch", "transition": "transition", "bpf": "bpf", "kprobe": "kprobe",
-    "tracer": "tracer", "direct": "direct", "call": "call", "show": "show",
+    "tracer": "tracer", "direct": "direct", "ops": "ops", "call": "call", "show": "show",
 }
 
 
@@ -193,6 +212,7 @@ Step = Annotated[
         Annotated[DirectStep, Tag("direct")],
         Annotated[CallStep, Tag("call")],
         Annotated[ShowStep, Tag("show")],
+        Annotated[OpsStep, Tag("ops")],
     ],
     Discriminator(_step_tag, custom_error_type="step_action",
                   custom_error_message="a step needs exactly one action key: " + ", ".join(ACTION_KEYS)),
@@ -205,6 +225,8 @@ class KernelSpec(_Strict):
     policy: Literal["linux-5.18", "seed-v2", "linux-6.1"] = DEFAULT_POLICY
     arch: Literal["x86_64", "arm64", "ppc64le", "s390x"] = "x86_64"
     catalogue: str | list[str] = Field("embedded", description="'embedded', a file path, or a list of names")
+    mutations: list[Literal["ops-func-blocking-lock", "no-orig-stack", "skip-prepare", "no-rollback"]] = Field(
+        default_factory=list, description="deliberate deviations of the model (ftlab explore --mutation)")
 
 
 class Scenario(_Strict):
@@ -212,4 +234,5 @@ class Scenario(_Strict):
 
     description: str = ""
     kernel: KernelSpec = Field(default_factory=KernelSpec)
+    check_invariants: bool = Field(False, description="check the model's invariants after every step")
     steps: list[Step] = Field(min_length=1)
