@@ -203,3 +203,51 @@ def _populated_kernel():  # type: ignore[no-untyped-def]
     ftrace.ftrace_set_filter_ip(k, klp, ip)
     ftrace.register_ftrace_function(k, klp)
     return k
+
+
+# -- the explorer -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExploreFigure:
+    """States per second and peak memory of one exploration."""
+
+    universe: str
+    policy: str
+    depth: int
+    states: int
+    transitions: int
+    elapsed_s: float
+    states_per_s: float
+    peak_mib: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {"universe": self.universe, "policy": self.policy, "depth": self.depth,
+                "states": self.states, "transitions": self.transitions,
+                "elapsed_s": round(self.elapsed_s, 3), "states_per_s": round(self.states_per_s, 1),
+                "peak_mib": round(self.peak_mib, 1)}
+
+
+def explore_figures(depth: int = 6, policy: str = "seed-v2") -> list[ExploreFigure]:
+    """Action-order search of every bundled universe (no interleavings): speed and peak memory."""
+    import tracemalloc
+
+    from .cli_explore import bundled_universes, resolve_universe
+    from .explorer.explore import explore
+
+    out = []
+    for name in bundled_universes():
+        spec, _ = resolve_universe(name)
+        tracemalloc.start()
+        r = explore(spec, policy, depth, threads=0).result
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        out.append(ExploreFigure(name, policy, depth, r.states, r.transitions, r.elapsed,
+                                 r.states_per_s, peak / 2**20))
+    return out
+
+
+def format_explore(figs: list[ExploreFigure]) -> str:
+    w = max(len("universe"), *(len(f.universe) for f in figs))
+    lines = [f"{'universe':<{w}}  policy    depth  states  transitions  seconds  states/s  peak MiB\n"]
+    lines += [f"{f.universe:<{w}}  {f.policy:<8}  {f.depth:>5}  {f.states:>6}  {f.transitions:>11}  "
+              f"{f.elapsed_s:>7.2f}  {f.states_per_s:>8.0f}  {f.peak_mib:>8.1f}\n" for f in figs]
+    return "".join(lines)

@@ -363,6 +363,8 @@ def _describe_filters(glob_info: dict[str, Any] | None, grep: str | None, count:
 # ---------------------------------------------------------------------------------------------
 def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="fewer runs per benchmark")
+    p.add_argument("--explore", type=_non_negative_int, metavar="DEPTH", default=None,
+                   help="also explore every bundled universe to DEPTH (seed-v2): states/s, peak memory")
     add_json_option(p)
 
 
@@ -374,16 +376,19 @@ def cmd_bench(args: argparse.Namespace) -> Output:
     JSON (``--json``), format 1: ``{"format": 1, "command": "bench", "runs": int,
     "results": [{"name": str, "runs": int, "median_s": float, "min_s": float, "max_s": float}]}``.
     """
-    from .bench import format_results, run_benchmarks
+    from .bench import explore_figures, format_explore, format_results, run_benchmarks
 
     results = run_benchmarks(quick=args.quick)
+    figs = explore_figures(args.explore) if args.explore is not None else None
     if args.json:
+        extra = {"explore": [f.as_dict() for f in figs]} if figs is not None else {}
         return Output(json_document("bench", runs=results[0].runs if results else 0,
-                                    results=[r.as_dict() for r in results]))
+                                    results=[r.as_dict() for r in results], **extra))
+    tail = ("\n" + format_explore(figs)) if figs is not None else ""
     if use_rich(len(results)):
         rows = [(r.name, f"{r.median_s:.6f}", f"{r.min_s:.6f}", str(r.runs)) for r in results]
-        return Output(rich_table(["benchmark", "median s", "min s", "runs"], rows))
-    return Output(format_results(results))
+        return Output(rich_table(["benchmark", "median s", "min s", "runs"], rows) + tail)
+    return Output(format_results(results) + tail)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -79,7 +79,7 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 POLICIES = ["linux-5.18", "seed-v2", "linux-6.1"]
 ARCHES = ["x86_64", "arm64", "ppc64le", "s390x"]
 EXPECT_FIELDS = ["result", "body", "programs", "retval", "events", "text", "contains", "warnings",
-                 "ftrace_dead"]
+                 "ftrace_dead", "invariant"]
 MATCH_TYPES = ["MATCH_FULL", "MATCH_FRONT_ONLY", "MATCH_MIDDLE_ONLY", "MATCH_END_ONLY", "MATCH_GLOB",
                "MATCH_INDEX"]
 SHOW_VIEWS = ["enabled_functions", "livepatch", "ops", "direct_functions", "trampolines", "locks"]
@@ -202,13 +202,51 @@ BENCH: dict[str, Any] = _document("bench", {
         "min_s": {"type": "number", "minimum": 0},
         "max_s": {"type": "number", "minimum": 0},
     })},
+    "explore": {"type": "array", "items": _obj({
+        "universe": {"type": "string"}, "policy": {"enum": POLICIES}, "depth": _NAT, "states": _NAT,
+        "transitions": _NAT, "elapsed_s": {"type": "number", "minimum": 0},
+        "states_per_s": {"type": "number", "minimum": 0}, "peak_mib": {"type": "number", "minimum": 0},
+    })},
+}, optional=("explore",))
+
+_VIOLATION = _obj({"count": _NAT, "depth": _NAT, "actions": _STRS, "messages": _STRS})
+_GROUP = _obj({
+    "after": _STRS, "together": _STRS, "runs": _NAT, "complete": {"type": "boolean"},
+    "elapsed_s": {"type": "number", "minimum": 0},
+    "outcomes": {"type": "array", "items": _obj({
+        "results": {"type": "object", "additionalProperties": {"type": "string"}},
+        "deadlock": {"type": "boolean"}, "livelock": {"type": "boolean"},
+        "error": {"type": ["string", "null"]}, "runs": _POS})},
+    "bad": {"type": "array", "items": _obj({
+        "kind": {"enum": ["deadlock", "livelock", "model_error", "invariant"]}, "detail": {"type": "string"},
+        "order": _STRS, "schedule": {"type": "array", "items": _NAT},
+        "results": {"type": "object", "additionalProperties": {"type": "string"}}})},
 })
+_EXPLORE_POLICY = _obj({
+    "policy": {"enum": POLICIES}, "mutations": _STRS, "states": _NAT, "transitions": _NAT,
+    "elapsed_s": {"type": "number", "minimum": 0}, "states_per_s": {"type": "number", "minimum": 0},
+    "complete": {"type": "boolean"},
+    "violations": {"type": "object", "additionalProperties": _VIOLATION},
+    "concurrent": {"type": "array", "items": _GROUP},
+})
+_SCORE = {"anyOf": [{"type": "null"}, _obj({
+    "killed": _NAT, "total": _NAT,
+    "per": {"type": "object", "additionalProperties": _obj({"killed": {"type": "boolean"},
+                                                             "new_violations": _STRS})}})]}
+_UNIVERSE_REPORT = {"universe": {"type": "string"}, "depth": _NAT,
+                    "policies": {"type": "array", "items": _EXPLORE_POLICY}}
+EXPLORE: dict[str, Any] = _document("explore", {
+    **_UNIVERSE_REPORT,
+    "universes": {"type": "array", "items": _obj(_UNIVERSE_REPORT)},
+    "mutation_score": _SCORE,
+}, optional=("universe", "depth", "policies", "universes"))
 
 SCHEMA: dict[str, Any] = _document("schema", {"schema": {"type": "object"}})
 
 #: command -> JSON Schema of its ``--json`` document.
 SCHEMAS: dict[str, dict[str, Any]] = {
     "run": RUN, "show": SHOW, "compare": COMPARE, "catalogue": CATALOGUE, "bench": BENCH, "schema": SCHEMA,
+    "explore": EXPLORE,
 }
 
 

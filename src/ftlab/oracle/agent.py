@@ -20,7 +20,8 @@ would and records what the model also produces:
   the target's BTF id, then ``bpf(BPF_RAW_TRACEPOINT_OPEN)`` for the link; ``detach``: close the
   link. Every program appends ``(program id, value)`` to a shared array map: fentry 0, fexit and
   fmod_ret the return-value slot they see, so a call shows which programs fired in which order;
-* ``kprobe add|remove``, ``direct register|unregister``: load / unload a generated module;
+* ``kprobe add|remove``, ``direct register|unregister``, ``ops register|unregister``: load /
+  unload a generated module;
   ``direct modify``: write the module's ``tramp`` parameter (modify_ftrace_direct_multi);
 * ``tracer``: the tracefs files, as the model's runner writes them;
 * ``call``: the userspace action that reaches the function (a /proc read or getsid), then
@@ -347,6 +348,7 @@ class Scenario:
         self.prog_ids: dict[int, tuple[str, str]] = {}  # id -> (name, kind)
         self.kprobes: dict[str, str] = {}       # label -> module
         self.directs: dict[str, str] = {}       # name -> module
+        self.opsmods: dict[str, str] = {}       # name -> module (a module's own ftrace_ops)
         self.tracer_used = False
         self.notes: list[str] = []
 
@@ -484,6 +486,24 @@ class Scenario:
             self.notes.append(f"rmmod {module}: {errname(err)}")
         return "ok"
 
+    def ops_register(self, st: dict) -> str:
+        if st["name"] in self.opsmods:
+            return "EEXIST"
+        err = finit_module(st["ko"], f"targets={','.join(st['targets'])}")
+        if err:
+            return errname(err)
+        self.opsmods[st["name"]] = st["module"]
+        return "ok"
+
+    def ops_unregister(self, st: dict) -> str:
+        module = self.opsmods.pop(st["name"], None)
+        if module is None:
+            return "ENOENT"
+        err = delete_module(module)
+        if err:
+            self.notes.append(f"rmmod {module}: {errname(err)}")
+        return "ok"
+
     def tracer(self, st: dict) -> str:
         self.tracer_used = True
         if st["tracer"] == "nop":
@@ -515,6 +535,8 @@ class Scenario:
             out[f"kprobe:{label}:post"] = int(post or 0)
         for name, module in self.directs.items():
             out[f"direct:{name}"] = sum(int(x) for x in (module_param(module, "hits") or "0").split(",") if x)
+        for name, module in self.opsmods.items():
+            out[f"ops:{name}"] = int(module_param(module, "hits") or 0)
         return out
 
     def call(self, st: dict) -> dict:
@@ -639,6 +661,10 @@ class Scenario:
             module = self.directs.pop(name)
             if delete_module(module):
                 problems.append(f"direct module {module} stays loaded")
+        for name in list(self.opsmods):
+            module = self.opsmods.pop(name)
+            if delete_module(module):
+                problems.append(f"ftrace_ops module {module} stays loaded")
         # live patches: newest first; replace leaves older modules loaded but disabled
         for name in reversed(list(self.patches)):
             module = self.patches[name]["module"]

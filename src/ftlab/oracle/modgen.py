@@ -8,6 +8,10 @@ Three kinds of module, all written for this project (GPL-2.0, like the kernel in
   func=<function>`` to the file's text, so a read shows which body ran;
 * a **kprobe** per (target, post handler?): a probe at ``target``+0 (its ftrace site) whose
   handlers count into ``hits`` (``pre,post``); the init returns register_kprobe's result;
+* a module's **own ftrace_ops** (``ops`` steps) per (name, IPMODIFY?, SAVE_REGS?): a static
+  ftrace_ops whose callback ``my_ops_func`` counts its calls in ``hits`` and leaves regs->ip
+  alone, filtered on the functions named by the ``targets`` parameter and registered with
+  register_ftrace_function (the init returns its errno);
 * a **direct-call client** like the kernel's ftrace-direct-multi sample, without ops_func: a
   static ftrace_ops filtered on the functions named by the ``targets`` parameter (by name, with
   ftrace_set_filter), registered with register_ftrace_direct_multi to one of two assembler
@@ -15,7 +19,7 @@ Three kinds of module, all written for this project (GPL-2.0, like the kernel in
   modify_ftrace_direct_multi and returns its errno). Each trampoline counts its calls in ``hits``.
 
 A module's name is derived from its source (``lp_<patch>_<hash>``, ``kp_<label>_<hash>``,
-``dc_<name>_<hash>``), so one build directory holds every module and an unchanged source is
+``op_<name>_<hash>``, ``dc_<name>_<hash>``), so one build directory holds every module and an unchanged source is
 never rebuilt. The generators are pure functions (unit-tested); :func:`build` runs kbuild.
 """
 
@@ -131,6 +135,41 @@ def kprobe_module(label: str, target: str, post: bool) -> ModuleSource:
            "module_init(ftlab_kp_init);\nmodule_exit(ftlab_kp_exit);\n"
            f"MODULE_DESCRIPTION({_c_string('ftlab oracle kprobe ' + label)});\nMODULE_LICENSE(\"GPL\");\n")
     return _named("kp", label, src)
+
+
+# ---------------------------------------------------------------------------------------------
+# A module's own ftrace_ops
+# ---------------------------------------------------------------------------------------------
+def ops_module(name: str, ipmodify: bool, save_regs: bool) -> ModuleSource:
+    """A module registering its own ftrace_ops (no ops_func) on the ``targets`` parameter's functions."""
+    flags = " | ".join(f for f, on in (("FTRACE_OPS_FL_IPMODIFY", ipmodify), ("FTRACE_OPS_FL_SAVE_REGS", save_regs))
+                       if on) or "0"
+    src = (HEADER + "#include <linux/atomic.h>\n#include <linux/ftrace.h>\n#include <linux/kernel.h>\n"
+           "#include <linux/module.h>\n#include <linux/moduleparam.h>\n#include <linux/string.h>\n\n"
+           "static atomic_t ftlab_hits = ATOMIC_INIT(0);\n\n"
+           "/* Counts and leaves regs->ip alone (an IPMODIFY ops may change it; this one does not). */\n"
+           "static void my_ops_func(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,\n"
+           "\t\t\tstruct ftrace_regs *fregs)\n{\n\tatomic_inc(&ftlab_hits);\n}\n\n"
+           f"static struct ftrace_ops ftlab_ops = {{\n\t.func = my_ops_func,\n\t.flags = {flags},\n}};\n\n"
+           "static char ftlab_targets[512];\n"
+           "module_param_string(targets, ftlab_targets, sizeof(ftlab_targets), 0444);\n\n"
+           "static int ftlab_hits_get(char *buf, const struct kernel_param *kp)\n{\n"
+           "\treturn scnprintf(buf, PAGE_SIZE, \"%d\\n\", atomic_read(&ftlab_hits));\n}\n\n"
+           "static const struct kernel_param_ops ftlab_hits_ops = { .get = ftlab_hits_get };\n"
+           "module_param_cb(hits, &ftlab_hits_ops, NULL, 0444);\n\n"
+           "static int __init ftlab_ops_init(void)\n{\n"
+           "\tchar buf[sizeof(ftlab_targets)], *cur = buf, *fn;\n\tint ret;\n\n"
+           "\tstrscpy(buf, ftlab_targets, sizeof(buf));\n"
+           "\twhile ((fn = strsep(&cur, \",\")) != NULL) {\n\t\tif (!*fn)\n\t\t\tcontinue;\n"
+           "\t\tret = ftrace_set_filter(&ftlab_ops, fn, strlen(fn), 0);\n"
+           "\t\tif (ret)\n\t\t\tgoto fail;\n\t}\n"
+           "\tret = register_ftrace_function(&ftlab_ops);\n\tif (ret)\n\t\tgoto fail;\n\treturn 0;\nfail:\n"
+           "\tftrace_free_filter(&ftlab_ops);\n\treturn ret;\n}\n\n"
+           "static void __exit ftlab_ops_exit(void)\n{\n"
+           "\tunregister_ftrace_function(&ftlab_ops);\n\tftrace_free_filter(&ftlab_ops);\n}\n\n"
+           "module_init(ftlab_ops_init);\nmodule_exit(ftlab_ops_exit);\n"
+           f"MODULE_DESCRIPTION({_c_string('ftlab oracle ftrace_ops ' + name)});\nMODULE_LICENSE(\"GPL\");\n")
+    return _named("op", name, src)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ both sides:
   (:data:`ftlab.model.views.SYMBOL_SIZES`, and the one-page BPF image); other sizes read ``SIZE``;
 * for a call: ``body`` (``original``, a live patch's name, or null when an fmod_ret program
   skipped it), ``programs`` (BPF programs in firing order), ``fexit`` (what each fexit program
-  saw), ``retval`` (what the caller got), ``hooks`` (kprobe pre/post handlers, direct trampolines
-  and the function tracer that ran, sorted). A value equal to what the patched body that ran
+  saw), ``retval`` (what the caller got), ``hooks`` (kprobe pre/post handlers, direct trampolines,
+  a module's own ftrace_ops callback and the function tracer that ran, sorted). A value equal to what the patched body that ran
   returns is written ``<patch>``: the model's replacement bodies return a marker, the oracle's
   return 0 (a /proc show function must), so only "the patched body's value" compares;
 * ``ftrace_dead`` and ``warn`` (a WARN during the step).
@@ -122,6 +122,8 @@ def _model_call(trace: dict[str, Any]) -> dict[str, Any]:
             hooks.append(f"direct:{detail.split(':', 1)[0]}")
         elif kind == "function":
             hooks.append("tracer")
+        elif kind == "ops":
+            hooks.append(f"ops:{detail}")
     body = trace.get("body")
     return {"function": trace.get("function"), "body": body, "programs": list(trace.get("programs", [])),
             "fexit": fexit, "retval": trace.get("retval"),

@@ -19,10 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
+from ..scenario import schema
 from ..scenario.schema import (BpfStep, CallStep, DirectStep, KprobeStep, LivepatchStep, Scenario, ShowStep,
                                TracerStep, TransitionStep)
-from .modgen import ModuleSource, direct_module, kprobe_module, livepatch_module
+from .modgen import ModuleSource, direct_module, kprobe_module, livepatch_module, ops_module
 from .targets import CALLABLE, DIRECT_TRAMPS
+
+#: ``ops`` steps (a module's own ftrace_ops), where the schema has them.
+_OpsStep: Any = getattr(schema, "OpsStep", None)
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
@@ -68,6 +72,10 @@ def describe(step: Any) -> str:
     if isinstance(step, DirectStep):
         targets = ", ".join(f.name for f in step.targets)
         return f"direct {step.direct} {step.name}" + (f" [{targets}]" if targets else "") + f" tramp={step.tramp}"
+    if _OpsStep is not None and isinstance(step, _OpsStep):
+        flags = "".join(f" {f}" for f, on in (("IPMODIFY", step.ipmodify), ("SAVE_REGS", step.save_regs)) if on)
+        funcs = ", ".join(f.name for f in step.funcs)
+        return f"ops {step.ops} {step.name}" + (f" [{funcs}]" if funcs else "") + flags
     if isinstance(step, CallStep):
         return f"call {step.call}"
     if isinstance(step, ShowStep):
@@ -85,6 +93,8 @@ def touched_functions(scenario: Scenario) -> list[str]:
             names = [step.target.name] if step.target is not None else []
         elif isinstance(step, DirectStep):
             names = [f.name for f in step.targets]
+        elif _OpsStep is not None and isinstance(step, _OpsStep):
+            names = [f.name for f in step.funcs]
         elif isinstance(step, CallStep):
             names = [step.call]
         elif isinstance(step, TracerStep):
@@ -169,6 +179,15 @@ def plan_scenario(scenario: Scenario, lines: dict, source: str, btf_funcs: dict[
                 st.update(op="direct_modify", name=step.name, tramp=step.tramp)
             else:
                 st.update(op="direct_unregister", name=step.name)
+        elif _OpsStep is not None and isinstance(step, _OpsStep):
+            if step.ops == "register":
+                if any(f.sympos > 1 for f in step.funcs):
+                    raise InputError("the oracle's ops module filters by name: sympos is not supported", where(i))
+                mod = ops_module(step.name, step.ipmodify, step.save_regs)
+                modules.append(mod)
+                st.update(op="ops_register", name=step.name, module=mod.name, targets=[f.name for f in step.funcs])
+            else:
+                st.update(op="ops_unregister", name=step.name)
         elif isinstance(step, CallStep):
             c = CALLABLE.get(step.call)
             if c is None:
@@ -176,6 +195,8 @@ def plan_scenario(scenario: Scenario, lines: dict, source: str, btf_funcs: dict[
             st.update(op="call", func=step.call, how=c.how)
         elif isinstance(step, ShowStep):
             st.update(op="show", view=step.show)
+        else:
+            raise InputError(f"the oracle cannot replay {type(step).__name__} steps", where(i))
         steps.append(st)
     return PlannedScenario(sid or source, source, steps, touched_functions(scenario), modules)
 
