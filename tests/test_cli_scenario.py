@@ -307,6 +307,7 @@ JSON_COMMANDS = {
     "catalogue": ["catalogue", "--glob", "*_proc_show", "--limit", "3"],
     "bench": ["bench", "--quick"],
     "schema": ["schema"],
+    "explore": ["explore", "livepatch-and-fexit", "--depth", "2", "--threads", "0"],
 }
 
 

@@ -493,13 +493,13 @@ def test_6_1_live_patch_fentry_fexit_clears_fops_func_on_a_live_ops_and_the_next
     t = call(k, "fa", orig_ret=1)
     assert [w.where for w in t.warnings] == ["__ftrace_ops_list_func"] and k.ftrace_disabled
     assert t.programs == [] and t.body == "fa" and t.retval == 1
-    # With ftrace dead every unregistration fails (ftrace.c: ftrace_shutdown, -ENODEV): the
-    # detaches fail (syscall.c: bpf_tracing_link_release WARNs), the last put frees the
-    # trampoline while its fops stays listed (trampoline.c: bpf_trampoline_put ->
-    # ftrace_free_filter WARNs on an enabled ops) ...
-    assert detach(k, "fx", "fexit") == -Errno.ENODEV and detach(k, "en", "fentry") == -Errno.ENODEV
+    # With ftrace dead every unregistration fails (ftrace.c: ftrace_shutdown, -ENODEV): closing
+    # the links still succeeds (syscall.c: bpf_tracing_link_release only WARNs, as the real
+    # kernel shows), the last put frees the trampoline while its fops stays listed
+    # (trampoline.c: bpf_trampoline_put -> ftrace_free_filter, which checks nothing in 6.1) ...
+    assert detach(k, "fx", "fexit") == 0 and detach(k, "en", "fentry") == 0
     assert bpf.bpf_trampoline_of(k, "fa") is None and tr.fops in k.ftrace_ops_list
-    assert [w.where for w in k.warnings][1:] == ["bpf_tracing_link_release", "ftrace_free_filter"]
+    assert [w.where for w in k.warnings][1:] == ["bpf_tracing_link_release"]
     # ... and removing the live patch sends DISABLE_PEER to that stale fops (ftrace.c:
     # cleanup_direct_functions_after_ipmodify): the freed trampoline still says ORIG_STACK, its
     # update finds no programs and dereferences the NULL tr->cur_image.

@@ -29,7 +29,7 @@ def test_probe_without_post_handler_arms_kprobe_ftrace_ops_static_save_regs():
     assert ops.flags == F.ENABLED | F.SAVE_REGS | F.INITIALIZED | F.ALLOC_TRAMP  # not DYNAMIC
     assert state(run).kprobe_ftrace_enabled == 1
     line = views.normalize_addresses(views.enabled_functions(run.k))
-    assert line == "fa (1) R    \ttramp: ADDR (kprobe_ftrace_handler+0x0/0x100) ->kprobe_ftrace_handler+0x0/0x100\n"
+    assert line == "fa (1) R    \ttramp: ADDR (kprobe_ftrace_handler+0x0/0x1b0) ->kprobe_ftrace_handler+0x0/0x1b0\n"
 
 
 def test_probe_with_post_handler_arms_kprobe_ipmodify_ops():

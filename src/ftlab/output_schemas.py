@@ -59,6 +59,20 @@ Schemas are closed (``additionalProperties: false``): a new field needs a schema
     {"format": 1, "command": "bench", "runs": int,
      "results": [{"name": str, "runs": int, "median_s": num, "min_s": num, "max_s": num}]}
 
+``explore``::
+
+    {"format": 1, "command": "explore", "universe": str, "depth": int,
+     "policies": [{"policy": POLICY, "mutations": [str], "states": int, "transitions": int,
+                   "elapsed_s": num, "states_per_s": num, "complete": bool,
+                   "violations": {NAME: {"count": int, "depth": int, "actions": [str], "messages": [str]}},
+                   "concurrent": [{"after": [str], "together": [str], "runs": int, "complete": bool,
+                                   "elapsed_s": num, "outcomes": [...], "bad": [...]}]}],
+     "mutation_score": null | {"killed": int, "total": int, "per": {"POLICY:MUTATION": {...}}}}
+
+  (``explore all``: ``"universes": [{"universe", "depth", "policies"}]`` instead of the first three.)
+  ``bench --explore DEPTH`` adds ``"explore": [{"universe", "policy", "depth", "states",
+  "transitions", "elapsed_s", "states_per_s", "peak_mib"}]``.
+
 ``schema``::
 
     {"format": 1, "command": "schema", "schema": {...}}   # the scenario file JSON Schema

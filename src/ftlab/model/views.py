@@ -28,6 +28,8 @@ SYMBOL_SIZES: dict[str, int] = {
     "call_direct_funcs": 0x30,
     "arch_ftrace_ops_list_func": 0x1D0,
     "klp_ftrace_handler": 0x110,
+    "kprobe_ftrace_handler": 0x1B0,
+    "function_trace_call": 0x120,
 }
 SYNTHETIC_SIZES: dict[str, int] = {"bpf_trampoline_": 0x1000}
 DEFAULT_SIZE = 0x100

@@ -529,9 +529,9 @@ def bpf_attach(k: "Kernel", prog: BpfProgram) -> int:
 def bpf_detach(k: "Kernel", prog: BpfProgram) -> int:
     """bpf_tracing_link_release() (kernel/bpf/syscall.c), all policies: close ``prog``'s link.
 
-    bpf_trampoline_unlink_prog (its error is a WARN_ON_ONCE in the kernel, and returned here),
-    then bpf_trampoline_put. -ENOENT (model-level) if ``prog`` has no link. No lock is held on
-    return.
+    bpf_trampoline_unlink_prog, whose error is only a WARN_ON_ONCE (closing a link cannot fail:
+    the release is void), then bpf_trampoline_put. Returns 0, or -ENOENT (model-level) if ``prog``
+    has no link. No lock is held on return.
     """
     st = bpf_state(k)
     link = st.links.pop(prog, None)
@@ -542,7 +542,7 @@ def bpf_detach(k: "Kernel", prog: BpfProgram) -> int:
     if err:
         k.warn("bpf_tracing_link_release", f"bpf_trampoline_unlink_prog returned {err}", once=True)
     bpf_trampoline_put(k, tr)
-    return err
+    return 0
 
 
 def bpf_trampoline_of(k: "Kernel", name: str, sympos: int = 0) -> bpf_trampoline | None:

@@ -388,8 +388,9 @@ def bpf_trampoline_lookup_fops(k: Kernel, tr: "bpf.bpf_trampoline") -> ftrace_op
 def bpf_trampoline_put_fops(k: Kernel, tr: "bpf.bpf_trampoline") -> None:
     """bpf_trampoline_put() (trampoline.c, 6.1): ``ftrace_free_filter(tr->fops)`` then kfree.
 
-    ftrace_free_filter WARNs (and frees nothing) if the fops is still ENABLED, which happens
-    only after its unregistration failed (e.g. ftrace killed).
+    If the fops is still ENABLED (its unregistration failed, e.g. ftrace was killed), the kernel
+    frees the hashes of a live ops without a word (6.1's ftrace_free_filter checks nothing) and
+    the freed fops stays on ftrace_ops_list: a use after free the model keeps as a listed ops.
     """
     assert tr.fops is not None
     ftrace_free_filter(k, tr.fops)
