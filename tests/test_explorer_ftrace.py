@@ -112,15 +112,21 @@ def test_each_mutation_is_killed(mutation, universe_name):
 
 
 def test_preemption_bound_none_explores_every_interleaving():
+    from ftlab.model import ftrace
+    from ftlab.model.ops import ftrace_ops
+
     def make():
-        k = Kernel(Catalogue.synthetic(["f"]), policy="linux-6.1")
-        return k, [Task("a", lambda k: bpf.bpf_attach(k, bpf.BpfProgram("fe", "fentry", "f"))),
-                   Task("b", lambda k: livepatch.livepatch_enable(k, "p1", ["f"]))]
+        k = Kernel(Catalogue.synthetic(["f", "g"]), policy="linux-6.1")
+        a, b = ftrace_ops("a", "function_trace_call"), ftrace_ops("b", "function_trace_call")
+        for ops, f in ((a, "f"), (b, "g")):
+            ftrace.ftrace_set_filter_ip(k, ops, k.cat.lookup(f))
+        return k, [Task("a", lambda k: ftrace.register_ftrace_function(k, a)),
+                   Task("b", lambda k: ftrace.register_ftrace_function(k, b))]
 
     bounded = explore_interleavings(make, check=lambda k, r: check_all(k), preemption_bound=0)
     full = explore_interleavings(make, check=lambda k, r: check_all(k), preemption_bound=None)
     assert bounded.runs == 2 and full.runs > bounded.runs and full.complete
-    assert not full.bad
+    assert not full.bad and set(full.outcomes) == {((("a", 0), ("b", 0)), False, False, None)}
 
 
 def test_counterexample_becomes_a_scenario_document():

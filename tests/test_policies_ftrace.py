@@ -239,3 +239,26 @@ def test_unknown_arch_and_policy_are_input_errors():
         Kernel(Catalogue.synthetic(["fa"]), arch="mips")
     with pytest.raises(InputError, match="unknown policy"):
         Kernel(Catalogue.synthetic(["fa"]), policy="linux-9.9")
+
+
+def test_compare_api_lines_up_the_three_policies_on_a_scenario():
+    from ftlab.scenario import load_scenario_text
+    from ftlab.scenario.compare import compare
+
+    scenario, lines = load_scenario_text("""
+kernel: {catalogue: [f]}
+steps:
+  - livepatch: enable
+    patch: p1
+    funcs: [f]
+  - bpf: attach
+    prog: fx
+    kind: fexit
+    target: f
+  - call: f
+""", "t.yaml")
+    c = compare(scenario, lines)
+    assert c.policies == POLICIES and not c.agree
+    assert {p: c.rows[1]["cells"][p]["result"] for p in POLICIES} == {
+        "linux-5.18": "EBUSY", "seed-v2": "ok", "linux-6.1": "ok"}  # facts §5 vs §2/§4
+    assert c.rows[2]["cells"]["linux-6.1"]["programs"] == ["fx"] and not c.rows[0]["differs"]

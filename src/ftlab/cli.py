@@ -170,7 +170,7 @@ def _register_all() -> None:
     """Import the modules whose subcommands register themselves (run, show, compare, schema,
     explore, oracle). Done here rather than at import time so that importing any one of them
     first cannot hit a half-initialised module."""
-    from . import cli_explore, cli_oracle, cli_scenario  # noqa: F401
+    from . import cli_explore, cli_oracle, cli_preflight, cli_scenario  # noqa: F401
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,7 @@ from .cli import Output, add_json_option, json_document, rich_table, subcommand,
 from .errors import InputError
 from .model.policies import policy_names
 from .scenario import load_scenario, load_scenario_text
+from .scenario.compare import compare
 from .scenario.runner import RunResult, run_scenario, show_view
 from .scenario.schema import Scenario
 
@@ -167,13 +168,6 @@ def _configure_compare(p: argparse.ArgumentParser) -> None:
     add_json_option(p)
 
 
-def _cell(step: Any) -> dict[str, Any]:
-    cell: dict[str, Any] = {"result": step.result}
-    if step.trace is not None:
-        cell.update(body=step.trace["body"], programs=step.trace["programs"], retval=step.trace["retval"])
-    return cell
-
-
 def _cell_text(cell: dict[str, Any] | None) -> str:
     if cell is None:
         return "(not run)"
@@ -192,17 +186,8 @@ def cmd_compare(args: argparse.Namespace) -> Output:
         if p not in policy_names():
             raise InputError(f"unknown policy {p!r} (known: {', '.join(policy_names())})", "--policies")
     scenario, lines, source = resolve(args.scenario)
-    runs = {p: run_scenario(scenario, lines, source, policy=p, arch=args.arch) for p in policies}
-    rows = []
-    agree = True
-    for i, step in enumerate(scenario.steps):
-        cells = {p: (_cell(r.steps[i]) if i < len(r.steps) else None) for p, r in runs.items()}
-        differs = len({json.dumps(c, sort_keys=True) for c in cells.values()}) > 1
-        agree &= not differs
-        first = next(iter(runs.values()))
-        rows.append({"index": i + 1, "line": lines.get(("steps", i), 1),
-                     "action": first.steps[i].action if i < len(first.steps) else "", "cells": cells,
-                     "differs": differs})
+    comparison = compare(scenario, lines, source, policies, args.arch)
+    rows, agree = comparison.rows, comparison.agree
     status = 0 if agree else 1
     if args.json:
         return Output(json_document("compare", source=source, policies=policies, agree=agree, steps=rows),

@@ -94,6 +94,8 @@ class Interleaver:
     def point(self, k: Kernel, op: str, lock: str) -> None:
         t = self.running
         assert t is not None
+        if self.aborted:  # unwinding an abandoned run (e.g. an unlock in a finally): never wait
+            raise _Abort()
         t.points += 1
         if t.points > self.max_points:
             raise _Livelock(t.name)
@@ -156,6 +158,8 @@ class Interleaver:
         self.aborted = True
         for t in self.tasks:
             if t.started and not t.done:
+                self.running = t
+                self.k.current = t.name
                 self.back.clear()
                 t.go.set()
                 self.back.wait()

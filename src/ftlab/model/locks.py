@@ -5,7 +5,8 @@ mutex_is_locked). The locks the model names: ``ftrace_lock``, ``direct_mutex``, 
 (kernel/trace/ftrace.c, mm/memory.c), per-ops ``regex_lock[<ops>]``, and those clients add
 (``tr->mutex[<key>]``, ``klp_mutex``, ``kprobe_mutex``, ``trampoline_mutex``).
 
-Every acquisition is made by the kernel's *current task* (``k.current``). Taking a mutex the
+Every acquisition is made by the kernel's *current task* (``k.current``). Acquisitions, releases
+and cross-subsystem calls are the scheduling points of the interleaving explorer. Taking a mutex the
 current task already holds, or releasing one it does not hold, is a kernel bug that the model
 raises as :class:`~ftlab.errors.ModelError` (lockdep would splat). Taking a mutex that another
 task holds goes through ``k.sched.block``: in plain sequential use nobody else can release it, so
@@ -55,6 +56,12 @@ def mutex_unlock(k: "Kernel", lock: str) -> None:
         raise ModelError(f"{k.current} releases {lock} held by {holder or 'nobody'}")
     del k.locks[lock]
     k.sched.released(k, lock)
+    k.sched.point(k, "unlock", lock)
+
+
+def cross_call(k: "Kernel", what: str) -> None:
+    """A call into another subsystem (ftrace calling a DIRECT ops' ops_func): a scheduling point."""
+    k.sched.point(k, "call", what)
 
 
 def mutex_is_locked(k: "Kernel", lock: str) -> bool:
@@ -71,7 +78,8 @@ def lockdep_assert_held(k: "Kernel", lock: str) -> None:
 class SequentialScheduler:
     """The default scheduler: one task runs at a time, so waiting on a held lock is a deadlock.
 
-    ``point`` is called before every acquisition (mutex_lock, mutex_trylock): an interleaving
+    ``point`` is called before every acquisition (mutex_lock, mutex_trylock), after every
+    release, and before every cross-subsystem call (:func:`cross_call`): an interleaving
     scheduler (ftlab.explorer.interleave) switches tasks there.
     """
 

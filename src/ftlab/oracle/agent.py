@@ -644,6 +644,26 @@ class Scenario:
                         out.append(f"{base}/{obj}/{fn}/")
         return "".join(line + "\n" for line in out)
 
+    # -- snapshot (ftlab preflight tests) ---------------------------------------------------------
+    def snapshot(self, st: dict) -> str:
+        """Run ``st["script"]`` (ftlab's stdlib-only snapshot.py) in-process, write its JSON to
+        ``st["path"]``; then, if ``st["wait_for"]`` is set, wait up to ``st["wait_s"]`` for that file
+        to appear (the host writes it once it has answered from the snapshot)."""
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("ftlab_snapshot", st["script"])
+        mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(mod)  # type: ignore[union-attr]
+        mod.write_snapshot(mod.take_snapshot(use_bpftool=False), st["path"])
+        if st.get("wait_for"):
+            end = time.monotonic() + float(st.get("wait_s", 60))
+            while not os.path.exists(st["wait_for"]):
+                if time.monotonic() > end:
+                    self.notes.append(f"no {st['wait_for']} from the host after {st.get('wait_s', 60)} s")
+                    return "ETIMEDOUT"
+                emit("waiting", scenario=self.spec["id"], file=st["wait_for"])
+                time.sleep(0.5)
+        return "ok"
+
     # -- cleanup ---------------------------------------------------------------------------------
     def cleanup(self) -> list[str]:
         """Undo everything; return what could not be undone (empty: the kernel is clean)."""

@@ -92,13 +92,17 @@ def _read_results(path: str) -> tuple[list[dict], dict | None]:
 
 
 def run(items: list[Item], out_dir: str, *, progress: Callable[[str], None] | None = None,
-        ready_s: float = 120.0, stall_s: float = 150.0, memory_mb: int = 1024) -> dict[str, Any]:
+        ready_s: float = 120.0, stall_s: float = 150.0, memory_mb: int = 1024,
+        post_plan: Callable[[list[PlannedScenario]], None] | None = None) -> dict[str, Any]:
     """Replay ``items`` on the real kernel; write and return the results document.
 
     ``{"format": 1, "kernel": str, "build_s", "wall_s", "boots": [{"index", "scenarios": [id...],
     "wall_s", "ready_s", "ended", "exit_code", "reason"}], "scenarios": [{"id", "source",
     "status": "clean" | "dirty" | "hung" | "crashed" | "not-run", "boot", "wall_s", "problems",
     "steps": [agent step record...]}]}``
+
+    ``post_plan`` (optional) is called with the planned scenarios before anything is built, and may
+    insert agent steps (e.g. ``{"op": "snapshot", ...}``, see the agent's ``snapshot``).
     """
     say = progress or (lambda s: None)
     t0 = time.monotonic()
@@ -109,6 +113,8 @@ def run(items: list[Item], out_dir: str, *, progress: Callable[[str], None] | No
     planned: list[PlannedScenario] = []
     for n, it in enumerate(items, 1):
         planned.append(plan_scenario(it.scenario, it.lines, it.source, btf["funcs"], sid=f"{n:02d}-{_slug(os.path.basename(it.source).rsplit('.', 1)[0])}"))
+    if post_plan is not None:  # hook: a caller may add agent steps (ftlab preflight's snapshot steps)
+        post_plan(planned)
     out_dir = os.path.abspath(out_dir)
     for path in (out_dir, AGENT, cdir):
         if any(ch.isspace() for ch in path):

@@ -45,7 +45,7 @@ from ..ftrace import (FTRACE_REGS_ADDR, FTRACE_WARN_ON, ftrace_find_rec_direct, 
                       ftrace_startup, ops_references_ip)
 from ..hash import ftrace_hash, ftrace_hash_empty
 from ..kernel import Kernel
-from ..locks import mutex_lock, mutex_trylock, mutex_unlock
+from ..locks import cross_call, mutex_lock, mutex_trylock, mutex_unlock
 from ..ops import Addr, ftrace_ops
 
 F = OPSF
@@ -113,6 +113,7 @@ def __ftrace_hash_update_ipmodify(k: Kernel, ops: ftrace_ops, old_hash: ftrace_h
                                f"direct ops {ops.name} added to an already DIRECT record")
                 if ops.ops_func is None:
                     return -Errno.EBUSY
+                cross_call(k, "ops_func SELF")
                 ret = ops.ops_func(ops, ftrace_ops_cmd.FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF)
                 if ret:
                     return ret
@@ -179,6 +180,7 @@ def prepare_direct_functions_for_ipmodify(k: Kernel, ops: ftrace_ops) -> int:
         if op is not None:
             if op.ops_func is None:
                 return -Errno.EBUSY
+            cross_call(k, "ops_func PEER")
             ret = op.ops_func(op, ftrace_ops_cmd.FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER)
             if ret:
                 return ret
@@ -194,6 +196,7 @@ def cleanup_direct_functions_after_ipmodify(k: Kernel, ops: ftrace_ops) -> None:
     for ip in hash:
         op = _first_direct_op(k, ip)
         if op is not None and op.ops_func is not None:
+            cross_call(k, "ops_func DISABLE_PEER")
             op.ops_func(op, ftrace_ops_cmd.FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY_PEER)
     mutex_unlock(k, "direct_mutex")
 

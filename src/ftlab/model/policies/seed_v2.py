@@ -43,7 +43,7 @@ from ..ftrace import (FTRACE_REGS_ADDR, ftrace_find_rec_direct, ftrace_location,
                       ftrace_set_filter_ip, ftrace_shutdown, ftrace_startup, ops_references_ip)
 from ..hash import ftrace_hash, ftrace_hash_empty
 from ..kernel import Kernel
-from ..locks import mutex_is_locked, mutex_lock, mutex_trylock, mutex_unlock
+from ..locks import cross_call, mutex_is_locked, mutex_lock, mutex_trylock, mutex_unlock
 from ..ops import Addr, ftrace_ops
 
 F = OPSF
@@ -162,6 +162,7 @@ def prepare_direct_functions_for_ipmodify(k: Kernel, ops: ftrace_ops) -> int:
                 ret = -Errno.EBUSY
                 mutex_unlock(k, "direct_mutex")
                 return ret
+            cross_call(k, "ops_func ENABLE")
             ret = found_op.ops_func(found_op, cmd)
             if ret:
                 mutex_unlock(k, "direct_mutex")

@@ -1,0 +1,273 @@
+"""ftlab snapshot / ftlab preflight: the stand-alone snapshot script, the reconstruction from real
+guest snapshots (tests/data/snapshots, taken by ftlab.preflight_oracle from the .yaml next to each),
+open questions answered per variant, and bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from ftlab.cli import main
+from ftlab.errors import InputError
+from ftlab.preflight import (load_snapshot, parse_action, parse_enabled_functions, policy_for_release, preflight,
+                             reconstruct)
+
+DATA = os.path.join(os.path.dirname(__file__), "data", "snapshots")
+SRC = os.path.join(os.path.dirname(__file__), "..", "src", "ftlab", "snapshot.py")
+
+
+def snap(name: str) -> str:
+    return os.path.join(DATA, f"{name}.snapshot.json")
+
+
+def edited(tmp_path, name: str, edit) -> str:
+    with open(snap(name)) as f:
+        doc = json.load(f)
+    doc = copy.deepcopy(doc)
+    edit(doc)
+    p = tmp_path / f"{name}-edited.json"
+    p.write_text(json.dumps(doc))
+    return str(p)
+
+
+# -- snapshot.py ----------------------------------------------------------------------------------
+def test_snapshot_script_runs_alone_and_records_what_it_cannot_read(tmp_path) -> None:
+    alone = tmp_path / "snapshot.py"
+    shutil.copy(SRC, alone)
+    out = tmp_path / "x.json"
+    r = subprocess.run([sys.executable, "-I", str(alone), "--out", str(out), "--no-bpftool"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["format"] == 1 and doc["kind"] == "ftlab-snapshot"
+    assert doc["uname"]["release"] == os.uname().release
+    for ent in doc["files"].values():
+        assert ("text" in ent) != ("error" in ent)
+    for err in doc["errors"]:
+        assert ": " in err and "\n" not in err
+
+
+def test_snapshot_module_has_no_ftlab_import() -> None:
+    text = open(SRC).read()
+    assert "from ." not in text and "import ftlab" not in text and "from ftlab" not in text
+
+
+def test_real_snapshots_have_the_documented_shape() -> None:
+    for name in ("livepatch", "fexit", "livepatch-fexit", "mixed"):
+        s = load_snapshot(snap(name))
+        assert s.release.startswith("6.1.")
+        assert len(s.catalogue) == s.doc["available_filter_functions"]["lines"] > 38000
+        assert os.path.exists(os.path.join(DATA, f"{name}.yaml"))
+
+
+# -- reconstruction -------------------------------------------------------------------------------
+def test_parse_enabled_functions_real_mixed() -> None:
+    recs = {r.name: r for r in parse_enabled_functions(load_snapshot(snap("mixed")).text("enabled_functions"))}
+    cmd = recs["cmdline_proc_show"]
+    assert (cmd.count, cmd.flags, cmd.direct.startswith("bpf_trampoline_")) == (2, frozenset("RID"), True)
+    assert recs["loadavg_proc_show"].direct.startswith("my_tramp1+") and recs["loadavg_proc_show"].owner_funcs == [
+        "call_direct_funcs"]
+    assert recs["uptime_proc_show"].owner_funcs == ["kprobe_ftrace_handler"]
+    assert recs["version_proc_show"].owner_funcs == ["klp_ftrace_handler"]
+    assert recs["security_task_getsid"].owner_funcs == ["function_trace_call"]
+
+
+def test_reconstruct_mixed_matches_the_machine() -> None:
+    s = load_snapshot(snap("mixed"))
+    rec = reconstruct(s, "linux-6.1")
+    assert not rec.questions
+    kinds = sorted(a.describe() for a in rec.actions)
+    assert any(d.startswith("livepatch lp_p1_") and "cmdline_proc_show, version_proc_show" in d for d in kinds)
+    assert any(d.startswith("bpf fexit ftlab_fexit -> cmdline_proc_show") for d in kinds)
+    assert any(d.startswith("bpf fentry ftlab_fentry -> meminfo_proc_show") for d in kinds)
+    assert "kprobe uptime_proc_show (post_handler)" in kinds
+    assert any(d.startswith("direct client dc_d1_") and "tramp=my_tramp1" in d for d in kinds)
+    assert "tracer function filter=['security_task_getsid']" in kinds
+    # patches oldest first (/proc/modules lists the newest first)
+    lps = [a.args["name"] for a in rec.actions if a.kind == "livepatch"]
+    assert lps[0].startswith("lp_p1_") and lps[1].startswith("lp_p2_")
+    doc = preflight(snap("mixed"), ["call version_proc_show"])
+    v = doc["variants"][0]
+    assert v["replay_ok"] and v["mismatches"] == []
+    assert v["actions"][0]["calls"][0]["body"].startswith("lp_p2_")    # the newest patch runs
+
+
+def test_preflight_livepatch_then_fexit_and_second_ipmodify() -> None:
+    doc = preflight(snap("livepatch"), ["bpf attach fexit cmdline_proc_show --prog fx",
+                                        "kprobe add cmdline_proc_show --post"])
+    a1, a2 = doc["variants"][0]["actions"]
+    assert a1["result"] == "ok" and a1["safe"]
+    assert a1["calls"][0]["programs"] == ["fx"] and a1["calls"][0]["body"].startswith("lp_p1_")
+    assert any(c.startswith("cmdline_proc_show (2) R I D") for c in a1["changes"])
+    assert a2["result"] == "EBUSY"
+    assert a2["why"] == ("-EBUSY: a second IPMODIFY ops on cmdline_proc_show "
+                         "(ftrace.c: __ftrace_hash_update_ipmodify)")
+    assert not doc["ok"]
+
+
+def test_policy_override_5_18_cannot_rebuild_livepatch_with_fexit() -> None:
+    doc = preflight(snap("livepatch-fexit"), ["call cmdline_proc_show"], policy="linux-5.18")
+    v = doc["variants"][0]
+    assert not v["replay_ok"] and v["mismatches"] and not doc["ok"]
+
+
+def test_fexit_after_fentry_under_livepatch_breaks_guarantees(tmp_path) -> None:
+    doc = preflight(snap("livepatch"), ["bpf attach fentry cmdline_proc_show", "bpf attach fexit cmdline_proc_show"])
+    last = doc["variants"][0]["actions"][-1]
+    assert not last["safe"] and (last["broken"] or any("WARN" in w for c in last["calls"] for w in c["warnings"]))
+
+
+def test_bpf_trampoline_without_program_info_is_answered_per_variant(tmp_path) -> None:
+    p = edited(tmp_path, "fexit", lambda d: d["bpf"].update(links=[], source="none"))
+    doc = preflight(p, ["livepatch enable --func cmdline_proc_show", "bpf attach fexit cmdline_proc_show"])
+    assert len(doc["questions"]) == 1 and "unknown programs" in doc["questions"][0]["text"]
+    labels = [v["label"] for v in doc["variants"]]
+    assert len(labels) == 2 and "fentry" in labels[0] and "fexit" in labels[1]
+    calls = [v["actions"][1]["calls"][0]["programs"] for v in doc["variants"]]
+    assert calls == [["unknown_fentry@cmdline_proc_show", "preflight_fexit1"],
+                     ["preflight_fexit1", "unknown_fexit@cmdline_proc_show"]]
+    assert main(["preflight", p, "call cmdline_proc_show"]) == 0
+
+
+def test_direct_trampoline_with_unknown_owner_is_answered_per_variant(tmp_path) -> None:
+    def raw(d):
+        ef = d["files"]["enabled_functions"]
+        ef["text"] = ef["text"].replace(ef["text"].split("direct-->", 1)[1].split("\n", 1)[0], "0xffffffffc0401000")
+        d["bpf"].update(links=[], source="none")
+    p = edited(tmp_path, "fexit", raw)
+    doc = preflight(p, ["livepatch enable --func cmdline_proc_show --name p9"])
+    assert "unknown owner" in doc["questions"][0]["text"]
+    res = {v["label"]: v["actions"][0] for v in doc["variants"]}
+    bpf_v = next(a for lbl, a in res.items() if "ops_func (a BPF" in lbl)
+    plain = next(a for lbl, a in res.items() if "without ops_func" in lbl)
+    assert bpf_v["result"] == "ok"
+    assert plain["result"] == "EBUSY" and "prepare_direct_functions_for_ipmodify" in plain["why"]
+    assert main(["preflight", p, "livepatch enable --func cmdline_proc_show"]) == 1
+
+
+def test_unreadable_catalogue_falls_back_to_the_embedded_one(tmp_path) -> None:
+    p = edited(tmp_path, "livepatch", lambda d: d.update(available_filter_functions={
+        "path": "/sys/kernel/tracing/available_filter_functions", "error": "EACCES: Permission denied"}))
+    doc = preflight(p, ["call cmdline_proc_show"])
+    assert any("embedded" in n for n in doc["notes"])
+
+
+def test_unexplained_count_becomes_an_unknown_ops(tmp_path) -> None:
+    p = edited(tmp_path, "livepatch", lambda d: d["files"]["enabled_functions"].update(
+        text=d["files"]["enabled_functions"]["text"] + "meminfo_proc_show (1)      \ttramp: 0xffffffffc0500000 "
+                                                       "(my_handler+0x0/0x40 [mymod]) ->my_handler+0x0/0x40 [mymod]\n"))
+    rec = reconstruct(load_snapshot(p), "linux-6.1")
+    ops = [a for a in rec.actions if a.kind == "ops"]
+    assert ops and ops[0].args["funcs"] == ["meminfo_proc_show"] and not ops[0].args["ipmodify"]
+    assert "my_handler" in ops[0].why
+
+
+# -- policy and action syntax ---------------------------------------------------------------------
+@pytest.mark.parametrize("release,policy", [("5.15.0-91-generic", "linux-5.18"), ("5.19.0", "linux-5.18"),
+                                            ("6.0.9", "linux-6.1"), ("6.1.0-56-amd64", "linux-6.1"),
+                                            ("6.8.0", "linux-6.1")])
+def test_policy_for_release(release, policy) -> None:
+    assert policy_for_release(release) == policy
+
+
+@pytest.mark.parametrize("release", ["", "abc", "4.19.0"])
+def test_policy_for_release_bad(release) -> None:
+    with pytest.raises(InputError):
+        policy_for_release(release)
+
+
+def test_parse_action_forms() -> None:
+    c: dict = {}
+    st = parse_action("livepatch enable --func cmdline_proc_show foo,2 --name px", 1, c)
+    assert (st.livepatch, st.patch, [(f.name, f.sympos) for f in st.funcs]) == (
+        "enable", "px", [("cmdline_proc_show", 0), ("foo", 2)])
+    st = parse_action("bpf attach fmod_ret security_task_getsid --ret 1", 2, c)
+    assert (st.kind, st.target.name, st.ret, st.prog) == ("fmod_ret", "security_task_getsid", 1, "preflight_fmod_ret1")
+    assert parse_action("kprobe add f --post", 3, c).post
+    assert parse_action("tracer function --filter 'vfs_*' --notrace vfs_read", 4, c).filter == ["vfs_*"]
+    assert parse_action("direct register a b --tramp my_tramp2", 5, c).tramp == "my_tramp2"
+    assert parse_action("ops register a --ipmodify", 6, c).ipmodify
+
+
+@pytest.mark.parametrize("text", ["", "frobnicate x", "bpf attach fexit", "bpf attach fjump f", "kprobe add",
+                                  "livepatch enable", "livepatch enable --func", "bpf attach fmod_ret f --ret x",
+                                  "direct register f --tramp other", "transition start", "kprobe add f --bogus",
+                                  "call 'unterminated"])
+def test_parse_action_bad(text) -> None:
+    with pytest.raises(InputError) as e:
+        parse_action(text, 7, {})
+    assert e.value.where == "action 7"
+
+
+# -- CLI --------------------------------------------------------------------------------------------
+def _cli(capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("argv,where", [
+    (["preflight", "/nonexistent.json", "call f"], "/nonexistent.json"),
+    (["preflight", "SNAP", "bpf attach fexit no_such_function_xyz"], "action 1"),
+    (["preflight", "SNAP", "call cmdline_proc_show,5"], "action 1"),
+    (["preflight", "SNAP", "tracer banana"], "action 1"),
+    (["preflight", "SNAP"], "preflight"),
+    (["preflight", "SNAP", "call cmdline_proc_show", "--policy", "linux-9"], "preflight"),
+])
+def test_cli_bad_input_is_one_line_exit_2(capsys, argv, where) -> None:
+    argv = [snap("livepatch") if a == "SNAP" else a for a in argv]
+    code, out, err = _cli(capsys, argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"ftlab: {where}") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("content,what", [("{", "not JSON"), ("[]", "not an ftlab snapshot"),
+                                          ('{"kind": "ftlab-snapshot", "format": 7}', "format 7")])
+def test_cli_bad_snapshot_files(tmp_path, capsys, content, what) -> None:
+    p = tmp_path / "s.json"
+    p.write_text(content)
+    code, _, err = _cli(capsys, ["preflight", str(p), "call cmdline_proc_show"])
+    assert code == 2 and what in err and err.count("\n") == 1
+
+
+def test_cli_corrupt_catalogue(tmp_path, capsys) -> None:
+    p = edited(tmp_path, "livepatch", lambda d: d["available_filter_functions"].update(sha256="0" * 64))
+    code, _, err = _cli(capsys, ["preflight", p, "call cmdline_proc_show"])
+    assert code == 2 and "sha256" in err
+
+
+def test_cli_text_and_json(capsys) -> None:
+    code, out, _ = _cli(capsys, ["preflight", snap("livepatch"), "bpf attach fexit cmdline_proc_show"])
+    assert code == 0 and "[1] bpf attach fexit cmdline_proc_show: ok" in out and "every action succeeds" in out
+    code, out, _ = _cli(capsys, ["preflight", snap("livepatch"), "kprobe add cmdline_proc_show --post", "--json"])
+    doc = json.loads(out)
+    assert code == 1 and doc["format"] == 1 and doc["command"] == "preflight" and doc["ok"] is False
+    assert doc["variants"][0]["actions"][0]["result"] == "EBUSY"
+
+
+def test_cli_snapshot_writes_a_file(tmp_path, capsys) -> None:
+    code, out, _ = _cli(capsys, ["snapshot", "--out", str(tmp_path / "s.json"), "--no-bpftool"])
+    assert code == 0 and "snapshot:" in out
+    assert json.loads((tmp_path / "s.json").read_text())["kind"] == "ftlab-snapshot"
+    code, _, err = _cli(capsys, ["snapshot", "--out", str(tmp_path / "no" / "dir" / "s.json")])
+    assert code == 2 and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("enabled,state,after", [(1, "patching", "lp_p1_"), (0, "unpatching", "original")])
+def test_live_patch_in_transition_is_replayed_in_transition(tmp_path, enabled, state, after) -> None:
+    def edit(d):
+        d["livepatch"]["patches"][0].update(enabled=enabled, transition=1)
+    p = edited(tmp_path, "livepatch", edit)
+    doc = preflight(p, ["livepatch enable --func version_proc_show", "transition complete", "call cmdline_proc_show"])
+    v = doc["variants"][0]
+    assert f"({state})" in v["replay"][0]["action"] and v["replay_ok"]
+    a1, a2, a3 = v["actions"]
+    assert a1["result"] == "EBUSY" and "klp_enable_patch" in a1["why"]
+    assert a2["result"] == "ok" and a3["calls"][0]["body"].startswith(after)
