@@ -308,10 +308,16 @@ JSON_COMMANDS = {
     "bench": ["bench", "--quick"],
     "schema": ["schema"],
     "explore": ["explore", "livepatch-and-fexit", "--depth", "2", "--threads", "0"],
+    "preflight": ["preflight", str(Path(__file__).parent / "data" / "snapshots" / "fexit.snapshot.json"),
+                  "livepatch enable --func cmdline_proc_show"],
+    "oracle": ["oracle", "gen", "--seed", "5", "--count", "1", "--out", "/tmp/ftlab-test-oracle-gen"],
 }
 
 
 def test_every_command_with_an_output_schema_is_covered_by_the_json_test() -> None:
+    from ftlab.cli import _register_all
+
+    _register_all()  # subcommands register themselves when the parser is first built
     assert {k.split()[0] for k in JSON_COMMANDS} == set(SCHEMAS)
     assert set(SCHEMAS) <= set(SUBCOMMANDS)
 

@@ -222,3 +222,23 @@ def test_nested_mistakes_are_rejected(capsys: pytest.CaptureFixture[str]) -> Non
     bad["steps"][2]["cells"]["seed-v2"] = {"result": "ok", "body": "p2"}  # body without programs, retval
     with pytest.raises(jsonschema.ValidationError):
         validate(bad)
+
+
+def test_preflight_and_oracle_gen_json_validate(tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).with_name("ftlab"))
+    snap = Path(__file__).parent / "data" / "snapshots" / "livepatch.snapshot.json"
+    p = subprocess.run([exe, "preflight", str(snap), "bpf attach fexit cmdline_proc_show --prog fx", "--json"],
+                       capture_output=True, text=True, timeout=120)
+    doc = json.loads(p.stdout)
+    output_schemas.validate(doc)
+    assert doc["variants"][0]["actions"][0]["result"] == "ok"
+    p = subprocess.run([exe, "oracle", "gen", "--seed", "3", "--count", "2", "--out", str(tmp_path), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    doc = json.loads(p.stdout)
+    output_schemas.validate(doc)
+    assert doc["action"] == "gen" and len(doc["files"]) == 2

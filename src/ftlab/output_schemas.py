@@ -73,6 +73,20 @@ Schemas are closed (``additionalProperties: false``): a new field needs a schema
   ``bench --explore DEPTH`` adds ``"explore": [{"universe", "policy", "depth", "states",
   "transitions", "elapsed_s", "states_per_s", "peak_mib"}]``.
 
+``preflight``::
+
+    {"format": 1, "command": "preflight", "snapshot": str, "kernel": str, "policy": POLICY,
+     "policy_from": str, "notes": [str], "questions": [str], "ok": bool,
+     "variants": [{"label": str, "replay": [{"action", "why", "result"}], "replay_ok": bool,
+                   "mismatches": [str],
+                   "actions": [{"index", "action", "step", "result", "why", "changes": [str],
+                                "calls": [{"function", "body", "programs", "hooks", "warnings",
+                                           "unmodelled"}], "broken": [str], "events": [str],
+                                "safe": bool}]}]}
+
+``oracle`` -- ``"action"`` names the subcommand (``setup``, ``run``, ``diff``, ``gen``); the rest of
+the document is that action's (described in :mod:`ftlab.cli_oracle`) and is left open here.
+
 ``schema``::
 
     {"format": 1, "command": "schema", "schema": {...}}   # the scenario file JSON Schema
@@ -258,9 +272,31 @@ EXPLORE: dict[str, Any] = _document("explore", {
 SCHEMA: dict[str, Any] = _document("schema", {"schema": {"type": "object"}})
 
 #: command -> JSON Schema of its ``--json`` document.
+_PREFLIGHT_CALL = _obj({"function": {"type": "string"}, "body": {"type": ["string", "null"]}, "programs": _STRS,
+                        "hooks": _STRS, "warnings": _STRS, "unmodelled": _STRS})
+_PREFLIGHT_ACTION = _obj({
+    "index": _POS, "action": {"type": "string"}, "step": {"type": "string"},
+    "result": {"type": "string"}, "why": {"type": ["string", "null"]}, "changes": _STRS,
+    "calls": {"type": "array", "items": _PREFLIGHT_CALL}, "broken": _STRS, "events": _STRS,
+    "safe": {"type": "boolean"}})
+PREFLIGHT: dict[str, Any] = _document("preflight", {
+    "snapshot": {"type": "string"}, "kernel": {"type": "string"}, "policy": {"enum": POLICIES},
+    "policy_from": {"type": "string"}, "notes": _STRS, "questions": _STRS, "ok": {"type": "boolean"},
+    "variants": {"type": "array", "items": _obj({
+        "label": {"type": "string"},
+        "replay": {"type": "array", "items": _obj({"action": {"type": "string"}, "why": {"type": ["string", "null"]},
+                                                   "result": {"type": "string"}})},
+        "replay_ok": {"type": "boolean"}, "mismatches": _STRS,
+        "actions": {"type": "array", "items": _PREFLIGHT_ACTION}})},
+})
+ORACLE: dict[str, Any] = {"$schema": DRAFT, "title": "ftlab oracle --json", "type": "object",
+                          "properties": {"format": {"const": 1}, "command": {"const": "oracle"},
+                                         "action": {"enum": ["setup", "run", "diff", "gen"]}},
+                          "required": ["format", "command", "action"]}
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "run": RUN, "show": SHOW, "compare": COMPARE, "catalogue": CATALOGUE, "bench": BENCH, "schema": SCHEMA,
-    "explore": EXPLORE,
+    "explore": EXPLORE, "preflight": PREFLIGHT, "oracle": ORACLE,
 }
 
 

@@ -13,6 +13,7 @@ from .errno import Errno
 from .flags import OPSF
 from .hash import ftrace_hash
 from .kernel import Kernel
+from .locks import mutex_lock, mutex_unlock
 from .ops import Addr, ftrace_ops
 
 F = OPSF
@@ -75,21 +76,52 @@ def register_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
 
 
 def unregister_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """unregister_ftrace_direct_multi() (ftrace.c) under ``k.policy``."""
+    """unregister_ftrace_direct_multi() (ftrace.c; the same in 5.18, v2 and 6.1).
+
+    Unregister under direct_mutex, drop the direct entries, clear func and trampoline so that the
+    ops can be registered again (-ENODEV stub without DIRECT_CALLS).
+    """
     if _no_direct_calls(k):
         return -Errno.ENODEV
-    return k.policy.unregister_ftrace_direct_multi(k, ops, addr)
+    if check_direct_multi(k, ops):
+        return -Errno.EINVAL
+    if not ops.flags & F.ENABLED:
+        return -Errno.EINVAL
+    hash = ops.hash.filter_hash
+    mutex_lock(k, "direct_mutex")
+    err = k.policy.unregister_ftrace_function(k, ops)
+    remove_direct_functions_hash(k, hash, addr)
+    mutex_unlock(k, "direct_mutex")
+    ops.func = None
+    ops.trampoline = 0
+    return err
 
 
 def modify_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """modify_ftrace_direct_multi() (ftrace.c) under ``k.policy``."""
+    """modify_ftrace_direct_multi() (ftrace.c): checks, then the policy's __modify_ftrace_direct_multi
+    under direct_mutex (v2 2/5 and 6.1); 5.18, which has its own body, defines it in its module."""
     if _no_direct_calls(k):
         return -Errno.ENODEV
-    return k.policy.modify_ftrace_direct_multi(k, ops, addr)
+    if k.policy.has("modify_ftrace_direct_multi"):
+        return k.policy.modify_ftrace_direct_multi(k, ops, addr)
+    if check_direct_multi(k, ops):
+        return -Errno.EINVAL
+    if not ops.flags & F.ENABLED:
+        return -Errno.EINVAL
+    mutex_lock(k, "direct_mutex")
+    err = k.policy.__modify_ftrace_direct_multi(k, ops, addr)
+    mutex_unlock(k, "direct_mutex")
+    return err
 
 
 def modify_ftrace_direct_multi_nolock(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """modify_ftrace_direct_multi_nolock() (ftrace.c, added by the seed's v2 2/5) under ``k.policy``."""
+    """modify_ftrace_direct_multi_nolock() (ftrace.c, added by v2 2/5, kept by 6.1): the caller holds
+    direct_mutex. A ModelError under 5.18, which does not have it."""
     if _no_direct_calls(k):
         return -Errno.ENODEV
-    return k.policy.modify_ftrace_direct_multi_nolock(k, ops, addr)
+    body = k.policy.__modify_ftrace_direct_multi
+    if check_direct_multi(k, ops):
+        return -Errno.EINVAL
+    if not ops.flags & F.ENABLED:
+        return -Errno.EINVAL
+    return body(k, ops, addr)

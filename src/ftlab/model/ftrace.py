@@ -446,6 +446,33 @@ def ftrace_hash_rec_enable_modify(k: Kernel, ops: ftrace_ops, filter_hash: bool)
 # ---------------------------------------------------------------------------------------------
 # IPMODIFY accounting (the decision itself is the policy's __ftrace_hash_update_ipmodify)
 # ---------------------------------------------------------------------------------------------
+def ftrace_hash_ipmodify_rollback(k: Kernel, walk: Iterable[int], old_hash: ftrace_hash,
+                                  new_hash: ftrace_hash, end: int) -> int:
+    """The ``rollback:`` label of __ftrace_hash_update_ipmodify (ftrace.c; the same in every policy).
+
+    Walks the records again up to the failing one (``end``), skipping DISABLED records and
+    unchanged ones, and reverses the FTRACE_FL_IPMODIFY changes of the first pass; returns -EBUSY.
+    With mutation ``no-rollback`` nothing is undone.
+    """
+    if "no-rollback" in k.mutations:
+        return -Errno.EBUSY
+    cat = k.cat
+    for ip in walk:
+        i = cat.index(ip)
+        if i is None:
+            continue
+        flags = k.get_flags(i)
+        if flags & R.DISABLED:
+            continue
+        if ip == end:
+            break
+        in_old, in_new = ip in old_hash.ips, ip in new_hash.ips
+        if in_old == in_new:
+            continue
+        k.set_flags(i, flags & ~R.IPMODIFY if in_new else flags | R.IPMODIFY)
+    return -Errno.EBUSY
+
+
 def ftrace_hash_ipmodify_enable(k: Kernel, ops: ftrace_ops) -> int:
     """ftrace_hash_ipmodify_enable() (ftrace.c): EMPTY_HASH -> filter (NULL when the filter is empty)."""
     hash = ops.hash.filter_hash

@@ -13,8 +13,10 @@ A policy module must define:
 * ``HAS_OPS_FUNC`` / ``HAS_SHARE_IPMODIFY_FLAG`` booleans;
 * ``register_ftrace_function(k, ops)``, ``unregister_ftrace_function(k, ops)``;
 * ``__ftrace_hash_update_ipmodify(k, ops, old_hash, new_hash)``;
-* ``register_ftrace_direct_multi(k, ops, addr)``, ``unregister_ftrace_direct_multi(k, ops, addr)``,
-  ``modify_ftrace_direct_multi(k, ops, addr)``;
+* ``register_ftrace_direct_multi(k, ops, addr)``, and either ``__modify_ftrace_direct_multi``
+  (v2, 6.1: :mod:`ftlab.model.direct` wraps it as modify_ftrace_direct_multi and its _nolock twin)
+  or a whole ``modify_ftrace_direct_multi`` (5.18); unregister_ftrace_direct_multi is the same
+  everywhere and lives in :mod:`ftlab.model.direct`;
 * a "kernel/bpf/trampoline.c" section for :mod:`ftlab.model.clients.bpf`: ``BPF_TRAMP_F`` (the
   flags of that version's bpf.h), ``register_fentry``, ``modify_fentry``, ``unregister_fentry``,
   ``bpf_tramp_image_alloc`` and ``bpf_trampoline_update(k, tr, lock_direct_mutex)``; a version
@@ -47,7 +49,6 @@ _REQUIRED = (
     "NAME", "DESCRIPTION", "KERNEL", "ftrace_ops_cmd", "MULTI_FLAGS", "HAS_OPS_FUNC",
     "HAS_SHARE_IPMODIFY_FLAG", "register_ftrace_function", "unregister_ftrace_function",
     "__ftrace_hash_update_ipmodify", "register_ftrace_direct_multi",
-    "unregister_ftrace_direct_multi", "modify_ftrace_direct_multi",
     "BPF_TRAMP_F", "register_fentry", "modify_fentry", "unregister_fentry", "bpf_tramp_image_alloc",
     "bpf_trampoline_update",
 )

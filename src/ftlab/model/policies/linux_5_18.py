@@ -23,7 +23,7 @@ from ..direct import (CALL_DIRECT_FUNCS, check_direct_multi, ftrace_add_rec_dire
                       remove_direct_functions_hash, tmp_ops)
 from ..errno import Errno
 from ..flags import OPSF, RECF
-from ..ftrace import (FTRACE_REGS_ADDR, ftrace_find_rec_direct, ftrace_location, ftrace_ops_init,
+from ..ftrace import (FTRACE_REGS_ADDR, ftrace_hash_ipmodify_rollback, ftrace_find_rec_direct, ftrace_location, ftrace_ops_init,
                       ftrace_set_filter_ip, ftrace_shutdown, ftrace_startup)
 from ..hash import ftrace_hash, ftrace_hash_empty
 from ..kernel import Kernel
@@ -75,22 +75,7 @@ def __ftrace_hash_update_ipmodify(k: Kernel, ops: ftrace_ops, old_hash: ftrace_h
             k.set_flags(i, flags & ~R.IPMODIFY)
     else:
         return 0
-    if "no-rollback" in k.mutations:  # mutation: leave the records changed so far
-        return -Errno.EBUSY
-    for ip in diff:
-        i = cat.index(ip)
-        if i is None:
-            continue
-        flags = k.get_flags(i)
-        if flags & R.DISABLED:
-            continue
-        if ip == end:
-            break
-        if ip in new_hash.ips:
-            k.set_flags(i, flags & ~R.IPMODIFY)
-        else:
-            k.set_flags(i, flags | R.IPMODIFY)
-    return -Errno.EBUSY
+    return ftrace_hash_ipmodify_rollback(k, diff, old_hash, new_hash, end)  # type: ignore[arg-type]
 
 
 def register_ftrace_function(k: Kernel, ops: ftrace_ops) -> int:
@@ -135,22 +120,6 @@ def register_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
     if err:
         remove_direct_functions_hash(k, hash, addr)
     mutex_unlock(k, "direct_mutex")
-    return err
-
-
-def unregister_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """unregister_ftrace_direct_multi() (ftrace.c, 5.18)."""
-    if check_direct_multi(k, ops):
-        return -Errno.EINVAL
-    if not ops.flags & F.ENABLED:
-        return -Errno.EINVAL
-    hash = ops.hash.filter_hash
-    mutex_lock(k, "direct_mutex")
-    err = unregister_ftrace_function(k, ops)
-    remove_direct_functions_hash(k, hash, addr)
-    mutex_unlock(k, "direct_mutex")
-    ops.func = None
-    ops.trampoline = 0
     return err
 
 

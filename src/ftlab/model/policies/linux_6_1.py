@@ -40,7 +40,7 @@ from ..direct import (CALL_DIRECT_FUNCS, check_direct_multi, ftrace_add_rec_dire
                       remove_direct_functions_hash, tmp_ops)
 from ..errno import Errno
 from ..flags import OPSF, RECF
-from ..ftrace import (FTRACE_REGS_ADDR, FTRACE_WARN_ON, ftrace_find_rec_direct, ftrace_free_filter,
+from ..ftrace import (FTRACE_REGS_ADDR, ftrace_hash_ipmodify_rollback, FTRACE_WARN_ON, ftrace_find_rec_direct, ftrace_free_filter,
                       ftrace_location, ftrace_ops_init, ftrace_set_filter_ip, ftrace_shutdown,
                       ftrace_startup, ops_references_ip)
 from ..hash import ftrace_hash, ftrace_hash_empty
@@ -123,26 +123,8 @@ def __ftrace_hash_update_ipmodify(k: Kernel, ops: ftrace_ops, old_hash: ftrace_h
             k.set_flags(i, flags & ~R.IPMODIFY)
     else:
         return 0
-    if "no-rollback" in k.mutations:  # mutation: leave the records changed so far
-        return -Errno.EBUSY
-
-    for ip in walk:  # rollback (only IPMODIFY ops get here; update_target is never set for them)
-        i = cat.index(ip)
-        if i is None:
-            continue
-        flags = k.get_flags(i)
-        if flags & R.DISABLED:
-            continue
-        if ip == end:
-            break
-        in_old, in_new = ip in old_hash.ips, ip in new_hash.ips
-        if in_old == in_new:
-            continue
-        if in_new:
-            k.set_flags(i, flags & ~R.IPMODIFY)
-        else:
-            k.set_flags(i, flags | R.IPMODIFY)
-    return -Errno.EBUSY
+    # rollback (only IPMODIFY ops get here; update_target is never set for them)
+    return ftrace_hash_ipmodify_rollback(k, walk, old_hash, new_hash, end)  # type: ignore[arg-type]
 
 
 def _first_direct_op(k: Kernel, ip: int) -> ftrace_ops | None:
@@ -258,22 +240,6 @@ def register_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
     return err
 
 
-def unregister_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """unregister_ftrace_direct_multi() (ftrace.c, 6.1): same shape as v2's."""
-    if check_direct_multi(k, ops):
-        return -Errno.EINVAL
-    if not ops.flags & F.ENABLED:
-        return -Errno.EINVAL
-    hash = ops.hash.filter_hash
-    mutex_lock(k, "direct_mutex")
-    err = unregister_ftrace_function(k, ops)
-    remove_direct_functions_hash(k, hash, addr)
-    mutex_unlock(k, "direct_mutex")
-    ops.func = None
-    ops.trampoline = 0
-    return err
-
-
 def __modify_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
     """__modify_ftrace_direct_multi() (ftrace.c, 6.1.192): tmp_ops, SELF via update_target, re-point.
 
@@ -296,27 +262,6 @@ def __modify_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
                     k.direct_functions[ip] = addr
         mutex_unlock(k, "ftrace_lock")
     unregister_ftrace_function(k, tmp)
-    return err
-
-
-def modify_ftrace_direct_multi_nolock(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """modify_ftrace_direct_multi_nolock() (ftrace.c, 6.1): the caller holds direct_mutex."""
-    if check_direct_multi(k, ops):
-        return -Errno.EINVAL
-    if not ops.flags & F.ENABLED:
-        return -Errno.EINVAL
-    return __modify_ftrace_direct_multi(k, ops, addr)
-
-
-def modify_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """modify_ftrace_direct_multi() (ftrace.c, 6.1): direct_mutex around the body."""
-    if check_direct_multi(k, ops):
-        return -Errno.EINVAL
-    if not ops.flags & F.ENABLED:
-        return -Errno.EINVAL
-    mutex_lock(k, "direct_mutex")
-    err = __modify_ftrace_direct_multi(k, ops, addr)
-    mutex_unlock(k, "direct_mutex")
     return err
 
 

@@ -39,7 +39,7 @@ from ..direct import (CALL_DIRECT_FUNCS, check_direct_multi, ftrace_add_rec_dire
                       remove_direct_functions_hash, tmp_ops)
 from ..errno import Errno
 from ..flags import OPSF, RECF, ftrace_ops_cmd  # noqa: F401  (ftrace_ops_cmd is part of the policy interface)
-from ..ftrace import (FTRACE_REGS_ADDR, ftrace_find_rec_direct, ftrace_location, ftrace_ops_init,
+from ..ftrace import (FTRACE_REGS_ADDR, ftrace_hash_ipmodify_rollback, ftrace_find_rec_direct, ftrace_location, ftrace_ops_init,
                       ftrace_set_filter_ip, ftrace_shutdown, ftrace_startup, ops_references_ip)
 from ..hash import ftrace_hash, ftrace_hash_empty
 from ..kernel import Kernel
@@ -104,24 +104,7 @@ def __ftrace_hash_update_ipmodify(k: Kernel, ops: ftrace_ops, old_hash: ftrace_h
             k.set_flags(i, flags & ~R.IPMODIFY)
     else:
         return 0
-    if "no-rollback" in k.mutations:  # mutation: leave the records changed so far
-        return -Errno.EBUSY
-
-    # rollback: undo every differing record before the failing one
-    for ip in diff:
-        i = cat.index(ip)
-        if i is None:
-            continue
-        flags = k.get_flags(i)
-        if flags & R.DISABLED:
-            continue
-        if ip == end:
-            break
-        if ip in new_hash.ips:
-            k.set_flags(i, flags & ~R.IPMODIFY)
-        else:
-            k.set_flags(i, flags | R.IPMODIFY)
-    return -Errno.EBUSY
+    return ftrace_hash_ipmodify_rollback(k, diff, old_hash, new_hash, end)  # type: ignore[arg-type]
 
 
 def prepare_direct_functions_for_ipmodify(k: Kernel, ops: ftrace_ops) -> int:
@@ -230,22 +213,6 @@ def register_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
     return err
 
 
-def unregister_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """unregister_ftrace_direct_multi() (ftrace.c), same in v2 and 6.1: unregister, drop entries, clear func."""
-    if check_direct_multi(k, ops):
-        return -Errno.EINVAL
-    if not ops.flags & F.ENABLED:
-        return -Errno.EINVAL
-    hash = ops.hash.filter_hash
-    mutex_lock(k, "direct_mutex")
-    err = k.policy.unregister_ftrace_function(k, ops)
-    remove_direct_functions_hash(k, hash, addr)
-    mutex_unlock(k, "direct_mutex")
-    ops.func = None
-    ops.trampoline = 0
-    return err
-
-
 def __modify_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
     """__modify_ftrace_direct_multi() (ftrace.c), v2 2/5: WARN and -EINVAL unless direct_mutex is held.
 
@@ -270,27 +237,6 @@ def __modify_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
                 k.direct_functions[ip] = addr
     mutex_unlock(k, "ftrace_lock")
     unregister_ftrace_function(k, tmp)
-    return err
-
-
-def modify_ftrace_direct_multi_nolock(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """modify_ftrace_direct_multi_nolock() (ftrace.c), new in v2 2/5: the caller holds direct_mutex."""
-    if check_direct_multi(k, ops):
-        return -Errno.EINVAL
-    if not ops.flags & F.ENABLED:
-        return -Errno.EINVAL
-    return __modify_ftrace_direct_multi(k, ops, addr)
-
-
-def modify_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """modify_ftrace_direct_multi() (ftrace.c), v2 2/5: take direct_mutex around the body."""
-    if check_direct_multi(k, ops):
-        return -Errno.EINVAL
-    if not ops.flags & F.ENABLED:
-        return -Errno.EINVAL
-    mutex_lock(k, "direct_mutex")
-    err = __modify_ftrace_direct_multi(k, ops, addr)
-    mutex_unlock(k, "direct_mutex")
     return err
 
 
