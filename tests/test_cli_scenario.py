@@ -386,3 +386,36 @@ def test_bpf_pending_lists_only_examples_with_bpf_under_a_policy_other_than_seed
         scenario, _ = load_scenario_text(EXAMPLES[name].read_text(encoding="utf-8"), name)
         assert scenario.kernel.policy != "seed-v2"
         assert any(isinstance(s, BpfStep) for s in scenario.steps)
+
+
+def test_kprobe_remove_is_void_but_a_never_added_probe_is_einval(tmp_path: Path) -> None:
+    """Oracle finding: unregister_kprobe() is void (the kernel reports success even when the
+    disarm fails); removing a probe whose add was refused finds nothing (EINVAL)."""
+    f = tmp_path / "k.yaml"
+    f.write_text("""
+kernel: {policy: linux-6.1}
+steps:
+  - livepatch: enable
+    patch: p1
+    funcs: [uptime_proc_show]
+  - kprobe: add
+    target: uptime_proc_show
+    post: true
+    expect: {result: EBUSY}
+  - kprobe: remove
+    target: uptime_proc_show
+    expect: {result: EINVAL}
+  - kprobe: add
+    target: cmdline_proc_show
+    expect: {result: ok}
+  - kprobe: add
+    target: cmdline_proc_show
+    name: second
+    post: true
+    expect: {result: ok}
+  - kprobe: remove
+    target: cmdline_proc_show
+    expect: {result: ok}
+""")
+    proc = ftlab_once("run", str(f))
+    assert proc.returncode == 0, proc.stdout

@@ -18,7 +18,7 @@ from ..model import calls, views
 from ..model.catalogue import Catalogue
 from ..model.clients import bpf, direct_client, kprobes, livepatch, ops_client, tracer
 from ..model.invariants import check_all
-from ..model.errno import errno_name, parse_errno
+from ..model.errno import Errno, errno_name, parse_errno
 from ..model.flags import FTRACE_FL
 from ..model.kernel import Kernel
 from .schema import (BpfStep, CallStep, DirectStep, Expect, FuncRef, KernelSpec, KprobeStep, LivepatchStep, OpsStep,
@@ -210,6 +210,8 @@ class _Run:
             label = step.name or step.target.name
             if step.kprobe == "add":
                 return kprobes.register_kprobe(k, step.target.name, step.post, label), None, None
+            if label not in kprobes.kprobe_state(k).probes:
+                return -Errno.EINVAL, None, None  # no such probe (its add failed): nothing to remove
             # unregister_kprobe() is void: whatever its top half answers, the caller sees success
             kprobes.unregister_kprobe(k, label)
             return 0, None, None
