@@ -23,6 +23,15 @@ PINNED = {
     ("livepatch-and-fexit", "linux-5.18", 6): (15, 42),
     ("livepatch-and-fexit", "seed-v2", 6): (68, 147),
     ("livepatch-and-fexit", "linux-6.1", 6): (59, 135),
+    ("three-functions-five-clients", "linux-5.18", 4): (87, 255),
+    ("three-functions-five-clients", "seed-v2", 4): (328, 510),
+    ("three-functions-five-clients", "linux-6.1", 4): (296, 495),
+    ("sharing-walk", "linux-5.18", 4): (18, 56),
+    ("sharing-walk", "seed-v2", 4): (118, 196),
+    ("sharing-walk", "linux-6.1", 4): (112, 196),
+    ("module-hook-and-livepatch", "seed-v2", 4): (20, 39),
+    ("direct-client-kprobe-tracer", "linux-6.1", 4): (77, 164),
+    ("fmod-ret-and-patch", "linux-6.1", 4): (32, 51),
 }
 
 
