@@ -145,6 +145,7 @@ class klp_ops:
 
 
 def id_key(func: klp_func) -> tuple:
+    """Model helper: a klp_func's identity in canonical state forms (no kernel counterpart)."""
     return (func.old_name, func.new_func, func.nop)
 
 

@@ -36,6 +36,7 @@ class OpsClientState:
 
 
 def ops_client_state(k: Kernel) -> OpsClientState:
+    """The client's state in ``k.subsys["ops_client"]`` (created on first use)."""
     st = k.subsys.get("ops_client")
     if st is None:
         st = k.subsys["ops_client"] = OpsClientState()
