@@ -514,14 +514,12 @@ def apply_action(k: Kernel, run: _Run, a: Action) -> int:
     """Replay one reconstructed action; returns the kernel's answer."""
     x = a.args
     if a.kind == "livepatch":
-        hold = x["state"] != "enabled"
         ret = livepatch.livepatch_enable(k, x["name"], list(x["funcs"]), replace=x.get("replace", False),
                                          hold=x["state"] == "patching")
         if ret == 0 and x["state"] == "unpatching":
             if livepatch.klp_in_transition(k):
                 livepatch.klp_transition_complete(k)
             ret = livepatch.livepatch_disable(k, x["name"], hold=True)
-        del hold
         return ret
     if a.kind == "bpf":
         prog = bpf.BpfProgram(x["prog"], x["kind"], x["target"], 0, 0)
@@ -851,7 +849,7 @@ def explain(k: Kernel, step: Any, errno: str, policy: str) -> str:
     if isinstance(step, (KprobeStep, OpsStep, DirectStep)) and errno == "EINVAL":
         return f"-{errno}: the client refuses (already registered, or not registered)"
     if errno == "ENOENT":
-        return f"-ENOENT: nothing of that name is loaded/attached"
+        return "-ENOENT: nothing of that name is loaded/attached"
     return f"-{errno}: returned by the model of {_describe(step)} (see ftlab run on an equivalent scenario)"
 
 

@@ -269,7 +269,6 @@ def explore_interleavings(make: Callable[[], tuple[Kernel, list[Task]]],
                 ex.complete = False
                 break
         # branch on the decisions made by default (beyond the prefix)
-        pre = _preemptions(run.decisions[:len(prefix)])
         for j in range(len(run.decisions) - 1, len(prefix) - 1, -1):
             names, idx = run.decisions[j]
             prev = run.decisions[j - 1] if j > 0 else None
@@ -282,7 +281,6 @@ def explore_interleavings(make: Callable[[], tuple[Kernel, list[Task]]],
                 if preemption_bound is not None and base + extra > preemption_bound:
                     continue
                 stack.append([c for _, c in run.decisions[:j]] + [alt])
-        del pre
     return ex
 
 

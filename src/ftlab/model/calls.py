@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import KernelOops
-from .flags import FTRACE_FL, FTRACE_OPS_FL
+from .flags import OPSF, RECF
 from .ftrace import (FTRACE_ADDR, FTRACE_OPS_ASSIST_FUNC, FTRACE_OPS_LIST_FUNC, FTRACE_REGS_ADDR,
                      FTRACE_STUB, FTRACE_WARN_ON, ftrace_find_rec_direct,
                      ftrace_find_tramp_ops_curr, ftrace_get_addr_curr, ftrace_ops_get_func,
@@ -60,8 +60,8 @@ from .ftrace import (FTRACE_ADDR, FTRACE_OPS_ASSIST_FUNC, FTRACE_OPS_LIST_FUNC, 
 from .kernel import Event, Kernel
 from .ops import Addr, ftrace_ops
 
-R = FTRACE_FL
-F = FTRACE_OPS_FL
+R = RECF  # plain ints: hot paths
+F = OPSF  # plain ints: hot paths
 
 #: What the call site holds when the record is not enabled (see ftrace_get_addr_curr).
 NOP = "nop"

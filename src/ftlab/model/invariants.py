@@ -29,14 +29,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from .flags import FTRACE_FL, FTRACE_OPS_FL, ftrace_rec_count
+from .flags import OPSF, RECF, ftrace_rec_count
 from .ftrace import ftrace_ops_test, skip_record
 from .hash import ftrace_hash_empty
 from .kernel import Kernel
 from .ops import ftrace_ops
 
-R = FTRACE_FL
-F = FTRACE_OPS_FL
+R = RECF  # plain ints: hot paths
+F = OPSF  # plain ints: hot paths
 
 #: At most this many functions are called per call-semantics invariant for one client.
 MAX_CALLS = 64

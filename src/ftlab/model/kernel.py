@@ -19,7 +19,7 @@ from typing import Any, Iterator, NamedTuple
 
 from .arch import ArchProfile, get_arch
 from .catalogue import Catalogue
-from .flags import FTRACE_FL, FTRACE_OPS_FL, ftrace_rec_count
+from .flags import FTRACE_FL, ftrace_rec_count
 from .locks import SEQUENTIAL
 from .ops import Addr, ftrace_ops
 from .policies import Policy, get_policy

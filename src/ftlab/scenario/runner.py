@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import InputError, KernelOops
 from ..model import calls, views
+from ..model._copy import fast_deepcopy
 from ..model.catalogue import Catalogue
 from ..model.clients import bpf, direct_client, kprobes, livepatch, ops_client, tracer
 from ..model.invariants import check_all
@@ -175,6 +176,10 @@ def _describe(step: Any) -> str:
 
 
 class _Run:
+    """A kernel and the scenario's names for what it attached (BPF programs by name)."""
+
+    __deepcopy__ = fast_deepcopy
+
     def __init__(self, k: Kernel) -> None:
         self.k = k
         self.progs: dict[str, bpf.BpfProgram] = {}

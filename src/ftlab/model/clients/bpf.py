@@ -78,6 +78,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
 from ...errors import InputError, KernelOops, ModelError
+from .._copy import fast_deepcopy
 from ..calls import CallContext, addr_str, register_code, run_body
 from ..errno import Errno
 from ..locks import mutex_is_locked, mutex_lock, mutex_unlock
@@ -159,6 +160,9 @@ class BpfProgram:
     values: two equal BpfPrograms are the same program.
     """
 
+    def __deepcopy__(self, memo: dict) -> "BpfProgram":  # frozen: share it
+        return self
+
     name: str
     kind: str
     target: str
@@ -182,6 +186,8 @@ class bpf_tramp_link:
     link holds a reference on (link->trampoline).
     """
 
+    __deepcopy__ = fast_deepcopy
+
     prog: BpfProgram
     key: int = 0
     hashed: bool = False
@@ -195,6 +201,9 @@ class bpf_tramp_image:
     collide). ``flags`` (of the policy's BPF_TRAMP_F type), ``progs`` (per kind, list order at
     JIT time) and ``orig_call`` are what arch_prepare_bpf_trampoline compiled in.
     """
+
+    def __deepcopy__(self, memo: dict) -> "bpf_tramp_image":  # frozen: share it
+        return self
 
     addr: str
     key: int
@@ -220,6 +229,8 @@ class bpf_trampoline:
     ``kernel`` stands for the kernel globals C reaches from bpf_tramp_ftrace_ops_func (whose
     ftrace_ops_func_t signature carries only the ops and the command; tr is ops->private).
     """
+
+    __deepcopy__ = fast_deepcopy
 
     key: int
     kernel: "Kernel"
@@ -248,6 +259,8 @@ class bpf_trampoline:
 @dataclass
 class BpfState:
     """The BPF globals of one kernel: trampoline_table (kernel/bpf/trampoline.c) and open links."""
+
+    __deepcopy__ = fast_deepcopy
 
     trampoline_table: dict[int, bpf_trampoline] = field(default_factory=dict)
     links: dict[BpfProgram, bpf_tramp_link] = field(default_factory=dict)

@@ -44,13 +44,13 @@ from ...errors import InputError
 from .._copy import fast_deepcopy
 from ..calls import CallContext, register_callback
 from ..errno import Errno
-from ..flags import FTRACE_OPS_FL
+from ..flags import OPSF
 from ..ftrace import ftrace_set_filter_ip, register_ftrace_function, unregister_ftrace_function
 from ..kernel import Kernel
 from ..locks import lockdep_assert_held, mutex_lock, mutex_unlock
 from ..ops import ftrace_ops
 
-F = FTRACE_OPS_FL
+F = OPSF  # plain ints: hot paths
 
 KPROBE_FTRACE_HANDLER = "kprobe_ftrace_handler"
 

@@ -53,14 +53,14 @@ from typing import Iterable, Sequence
 from .._copy import fast_deepcopy
 from ..calls import CallContext, register_callback, register_code
 from ..errno import Errno
-from ..flags import FTRACE_OPS_FL
+from ..flags import OPSF
 from ..ftrace import (ftrace_location, ftrace_set_filter_ip, register_ftrace_function,
                       unregister_ftrace_function)
 from ..kernel import Kernel
 from ..locks import mutex_lock, mutex_unlock
 from ..ops import Addr, ftrace_ops
 
-F = FTRACE_OPS_FL
+F = OPSF  # plain ints: hot paths
 
 KLP_UNDEFINED = -1
 KLP_UNPATCHED = 0

@@ -41,7 +41,7 @@ from ...errors import InputError
 from .._copy import fast_deepcopy
 from ..calls import CallContext, register_callback
 from ..errno import Errno
-from ..flags import FTRACE_OPS_FL
+from ..flags import OPSF
 from ..ftrace import (FTRACE_STUB, ftrace_hash_move_and_update_ops, ftrace_ops_init,
                       register_ftrace_function, unregister_ftrace_function)
 from ..glob import match_records, trace_get_user_tokens
@@ -51,7 +51,7 @@ from ..locks import mutex_lock, mutex_unlock
 from ..ops import ftrace_ops
 from .. import views
 
-F = FTRACE_OPS_FL
+F = OPSF  # plain ints: hot paths
 
 FUNCTION_TRACE_CALL = "function_trace_call"
 #: Tracers the model knows; others in available_tracers of a Debian kernel are not modelled.

@@ -36,7 +36,7 @@ import enum
 from ...errors import KernelOops, ModelError
 from .. import direct
 from ..clients import bpf
-from ..direct import (CALL_DIRECT_FUNCS, check_direct_multi, ftrace_add_rec_direct,
+from ..direct import (CALL_DIRECT_FUNCS, ftrace_add_rec_direct,
                       remove_direct_functions_hash, tmp_ops)
 from ..errno import Errno
 from ..flags import OPSF, RECF

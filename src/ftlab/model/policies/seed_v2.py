@@ -35,7 +35,7 @@ import enum
 from ...errors import KernelOops
 from .. import direct
 from ..clients import bpf
-from ..direct import (CALL_DIRECT_FUNCS, check_direct_multi, ftrace_add_rec_direct,
+from ..direct import (CALL_DIRECT_FUNCS, ftrace_add_rec_direct,
                       remove_direct_functions_hash, tmp_ops)
 from ..errno import Errno
 from ..flags import OPSF, RECF, ftrace_ops_cmd  # noqa: F401  (ftrace_ops_cmd is part of the policy interface)
