@@ -341,3 +341,19 @@ def test_a_step_the_guest_died_in_compares_on_its_result_only() -> None:
     rows = compare_steps([_raw("Oops")], [dead])
     assert rows[0]["agree"]
     assert compare_steps([_raw("ok")], [dead])[0]["differs"] == ["result"]
+
+
+def test_a_folder_of_scenarios_is_every_file_in_it(tmp_path):
+    """`ftlab oracle diff examples/oracle/` takes the folder as its scenario files."""
+    from pathlib import Path
+
+    import pytest
+
+    from ftlab.cli_oracle import resolve_items
+    from ftlab.errors import InputError
+
+    folder = Path(__file__).resolve().parents[1] / "src" / "ftlab" / "examples" / "oracle"
+    items = resolve_items([str(folder)])
+    assert len(items) == len([f for f in folder.iterdir() if f.suffix == ".yaml"]) >= 30
+    with pytest.raises(InputError, match="no scenario files"):
+        resolve_items([str(tmp_path)])

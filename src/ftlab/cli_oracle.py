@@ -49,7 +49,8 @@ def oracle_bundled() -> dict[str, Any]:
 
 
 def resolve_items(args: list[str]) -> list[Any]:
-    """Scenario arguments -> oracle items (files, bundled names, ``oracle/NAME``, ``oracle/``)."""
+    """Scenario arguments -> oracle items (files, folders of files, bundled names, ``oracle/NAME``,
+    ``oracle/``)."""
     from .oracle.runner import Item
 
     items = []
@@ -67,6 +68,14 @@ def resolve_items(args: list[str]) -> list[Any]:
             source = f"examples/oracle/{entry.name}"
             sc, lines = load_scenario_text(entry.read_text(encoding="utf-8"), source)
             items.append(Item(sc, lines, source))
+            continue
+        if os.path.isdir(arg):  # a folder of scenarios (examples/oracle/, the output of `oracle gen`)
+            files = sorted(f for f in os.listdir(arg) if f.endswith((".yaml", ".yml", ".json")))
+            if not files:
+                raise InputError("no scenario files (*.yaml, *.yml, *.json) in this folder", arg)
+            for f in files:
+                sc, lines, source = resolve(os.path.join(arg, f))
+                items.append(Item(sc, lines, source))
             continue
         sc, lines, source = resolve(arg)
         items.append(Item(sc, lines, source))
