@@ -19,7 +19,8 @@ from typing import Any
 
 from .cli import Output, add_json_option, json_document, rich_table, subcommand, use_rich
 from .errors import InputError
-from .explorer.explore import PolicyReport, counterexample_scenario, dump_scenario, explore
+from .explorer.explore import (PolicyReport, counterexample_scenario, dump_scenario, explore,
+                               interleaving_scenario)
 from .explorer.mutations import MUTATIONS, applies
 from .explorer.universe import UniverseSpec, load_universe, load_universe_text
 from .model.policies import policy_names
@@ -187,7 +188,19 @@ def _emit(reports: list[PolicyReport], path: str) -> None:
             except OSError as e:
                 raise InputError(f"cannot write: {e.strerror}", path) from None
             return
-    raise InputError("no counterexample to emit (nothing was violated by action order)", "--emit-scenario")
+    for r in reports:
+        for g in r.groups:
+            if g.bad:
+                text = dump_scenario(interleaving_scenario(r.model, g, g.bad[0]))
+                tmp = path + ".tmp"
+                try:
+                    with open(tmp, "w", encoding="utf-8") as f:
+                        f.write(text)
+                    os.replace(tmp, path)
+                except OSError as e:
+                    raise InputError(f"cannot write: {e.strerror}", path) from None
+                return
+    raise InputError("no counterexample to emit (nothing was violated)", "--emit-scenario")
 
 
 def _report_dict(r: PolicyReport) -> dict[str, Any]:

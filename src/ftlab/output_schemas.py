@@ -142,7 +142,7 @@ _RUN_STEP = _obj({
     "index": _POS,
     "line": _POS,
     "action": {"type": "string", "minLength": 1},
-    "result": {"type": "string", "pattern": r"^(ok|Oops|E[A-Z0-9]+|-?[0-9]+)$"},
+    "result": {"type": "string", "pattern": r"^(ok|Oops|E[A-Z0-9]+|-?[0-9]+|[^\n]+: [^\n]+)$"},
     "changes": _STRS,
     "trace": {"anyOf": [{"type": "null"}, _TRACE]},
     "view": {"type": ["string", "null"]},

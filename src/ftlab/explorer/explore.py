@@ -142,6 +142,30 @@ def counterexample_scenario(model: FtraceModel, cx: Counterexample[Action], prop
     return doc
 
 
+def _step_doc(a: Action) -> dict[str, Any]:
+    st = a.step.model_dump(exclude_none=True, exclude_defaults=True)
+    for k in ("livepatch", "bpf", "kprobe", "tracer", "direct", "ops"):
+        if hasattr(a.step, k):
+            st[k] = getattr(a.step, k)
+    _unwrap_refs(st)
+    return st
+
+
+def interleaving_scenario(model: FtraceModel, group: GroupReport, bad: dict[str, Any]) -> dict[str, Any]:
+    """A scenario that replays one bad interleaving: the prefix, then a ``concurrent`` step with
+    the schedule that led there, invariants checked after every step."""
+    spec = model.spec
+    kernel: dict[str, Any] = {"policy": model.policy, "arch": spec.arch,
+                              "catalogue": "embedded" if spec.catalogue == "embedded" else list(spec.functions)}
+    if model.mutations:
+        kernel["mutations"] = sorted(model.mutations)
+    steps = [_step_doc(model.action(label)) for label in group.after]
+    steps.append({"concurrent": [_step_doc(model.action(label)) for label in group.together],
+                  "schedule": list(bad["schedule"])})
+    return {"description": f"{bad['kind']} under {model.policy}: {bad['detail']}", "kernel": kernel,
+            "check_invariants": True, "steps": steps}
+
+
 def _unwrap_refs(st: dict[str, Any]) -> None:
     for key in ("funcs", "targets"):
         if key in st:

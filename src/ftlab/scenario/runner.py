@@ -22,7 +22,7 @@ from ..model.invariants import check_all
 from ..model.errno import Errno, errno_name, parse_errno
 from ..model.flags import FTRACE_FL
 from ..model.kernel import Kernel
-from .schema import (BpfStep, CallStep, DirectStep, Expect, FuncRef, KernelSpec, KprobeStep, LivepatchStep, OpsStep,
+from .schema import (BpfStep, CallStep, ConcurrentStep, DirectStep, Expect, FuncRef, KernelSpec, KprobeStep, LivepatchStep, OpsStep,
                      Scenario, ShowStep, TracerStep, TransitionStep)
 
 Path_ = tuple[Any, ...]
@@ -101,7 +101,9 @@ def check_names(scenario: Scenario, cat: Catalogue, source: str, lines: dict[Pat
     or remove must refer to something attached by an earlier step."""
     attached: set[str] = set()
     probes: set[str] = set()
-    for i, step in enumerate(scenario.steps):
+    flat = [(i, sub) for i, step in enumerate(scenario.steps)
+            for sub in (step.concurrent if isinstance(step, ConcurrentStep) else [step])]
+    for i, step in flat:
         where = f"{source}:{lines.get(('steps', i), 1)}"
         refs = []
         if isinstance(step, LivepatchStep):
@@ -172,6 +174,9 @@ def _describe(step: Any) -> str:
         return f"call {step.call}"
     if isinstance(step, ShowStep):
         return f"show {step.show}"
+    if isinstance(step, ConcurrentStep):
+        sched = f" schedule={step.schedule}" if step.schedule else ""
+        return "concurrently " + " || ".join(_describe(sub) for sub in step.concurrent) + sched
     return type(step).__name__  # pragma: no cover
 
 
@@ -247,7 +252,29 @@ class _Run:
             return 0, trace_dict(trace), None
         if isinstance(step, ShowStep):
             return 0, None, show_view(k, step.show)
+        if isinstance(step, ConcurrentStep):
+            return self.apply_concurrent(step)
         raise AssertionError(step)  # pragma: no cover
+
+    def apply_concurrent(self, step: ConcurrentStep) -> tuple[Any, None, None]:
+        """Run the sub-steps as concurrent tasks under ``step.schedule`` (ftlab.explorer.interleave).
+
+        Returns a text result instead of an errno: ``label: ok, label: EAGAIN``, or ``deadlock: ...``
+        with its cycle, or ``livelock: ...``.
+        """
+        from ..explorer.interleave import Interleaver, Task  # the scheduler shell
+
+        tasks = [Task(_describe(sub), (lambda k, sub=sub: self.apply(sub)[0])) for sub in step.concurrent]
+        run = Interleaver(self.k, tasks, list(step.schedule)).run()
+        if run.deadlock:
+            return "deadlock: " + "; ".join(f"{t} holds {', '.join(h) or 'nothing'} and wants {w}"
+                                            for t, h, w in run.deadlock), None, None
+        if run.livelock:
+            return f"livelock: {run.livelock}", None, None
+        if run.error:
+            return f"error: {run.error}", None, None
+        return ", ".join(f"{name}: {errno_name(r) if isinstance(r, int) else r}"
+                         for name, r in run.results.items()), None, None
 
 
 def body_label(name: str, body: Any) -> str | None:
@@ -371,7 +398,7 @@ def run_scenario(scenario: Scenario, lines: dict[Path_, int], source: str, *, po
         trace = view = None
         try:
             ret, trace, view = run.apply(step)
-            result = errno_name(ret)
+            result = errno_name(ret) if isinstance(ret, int) else ret
         except KernelOops:
             result = "Oops"
         except InputError as e:
@@ -380,6 +407,8 @@ def run_scenario(scenario: Scenario, lines: dict[Path_, int], source: str, *, po
                         record_changes(k, before), trace, view, [str(e) for e in k.events[nev:]])
         sr.failures = check_expect(step.expect, result, trace, view, k)
         if scenario.check_invariants:
+            if result.startswith(("deadlock:", "livelock:", "error:")):
+                sr.failures.append({"field": "invariant", "expected": "holds", "got": result})
             sr.failures.extend({"field": "invariant", "expected": "holds", "got": msg}
                                for msg in check_all(k))
         results.append(sr)

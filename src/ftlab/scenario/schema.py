@@ -187,6 +187,7 @@ class ShowStep(_StepBase):
 ACTION_KEYS = {
     "livepatch": "livepatch", "transition": "transition", "bpf": "bpf", "kprobe": "kprobe",
     "tracer": "tracer", "direct": "direct", "ops": "ops", "call": "call", "show": "show",
+    "concurrent": "concurrent",
 }
 
 
@@ -202,6 +203,33 @@ def _step_tag(v: Any) -> str | None:
     return keys[0] if len(keys) == 1 else None
 
 
+ClientStep = Annotated[
+    Union[
+        Annotated[LivepatchStep, Tag("livepatch")],
+        Annotated[BpfStep, Tag("bpf")],
+        Annotated[KprobeStep, Tag("kprobe")],
+        Annotated[TracerStep, Tag("tracer")],
+        Annotated[DirectStep, Tag("direct")],
+        Annotated[OpsStep, Tag("ops")],
+    ],
+    Discriminator(_step_tag, custom_error_type="step_action",
+                  custom_error_message="a concurrent step runs client actions: livepatch, bpf, kprobe, tracer, "
+                                       "direct or ops"),
+]
+
+
+class ConcurrentStep(_StepBase):
+    """concurrent: client actions run as concurrent tasks, switched at lock points per ``schedule``.
+
+    ``schedule`` lists, for each scheduling point, the index of the chosen task among those that
+    can run then (as ``ftlab explore`` prints it); past its end the running task goes on. The
+    step's result is each task's answer (``label: ok``), or ``deadlock`` / ``livelock``.
+    """
+
+    concurrent: list[ClientStep] = Field(min_length=2, max_length=3)
+    schedule: list[int] = Field(default_factory=list)
+
+
 Step = Annotated[
     Union[
         Annotated[LivepatchStep, Tag("livepatch")],
@@ -213,6 +241,7 @@ Step = Annotated[
         Annotated[CallStep, Tag("call")],
         Annotated[ShowStep, Tag("show")],
         Annotated[OpsStep, Tag("ops")],
+        Annotated[ConcurrentStep, Tag("concurrent")],
     ],
     Discriminator(_step_tag, custom_error_type="step_action",
                   custom_error_message="a step needs exactly one action key: " + ", ".join(ACTION_KEYS)),
