@@ -9,9 +9,11 @@ variant of the seed's 2/5) are in the policy modules and dispatched from here.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from .errno import Errno
 from .flags import OPSF
-from .hash import ftrace_hash
+from .hash import ftrace_hash, ftrace_hash_empty
 from .kernel import Kernel
 from .locks import mutex_lock, mutex_unlock
 from .ops import Addr, ftrace_ops
@@ -46,6 +48,48 @@ def check_direct_multi(k: Kernel, ops: ftrace_ops) -> int:
     if (ops.flags & multi) != multi:
         return -Errno.EINVAL
     return 0
+
+
+def register_direct_multi_body(k: Kernel, ops: ftrace_ops, addr: Addr, *,
+                               register: Callable[[Kernel, ftrace_ops], int], or_flags: bool,
+                               refuse: Callable[[ftrace_ops], int] | None = None) -> int:
+    """The body of register_ftrace_direct_multi() (ftrace.c) that 5.18, v2 and 6.1 share.
+
+    The versions differ only in an extra refusal after the ENABLED check (``refuse``: v2 3/5's
+    IPMODIFY+SHARE_IPMODIFY), whether MULTI_FLAGS is or-ed into the caller's flags (v2 1/5) or
+    assigned, and which register they call (``register_ftrace_function`` or 6.1's ``_nolock``).
+    The direct entries are made under direct_mutex first and removed if registering fails; func
+    and trampoline stay set then.
+    """
+    if ops.func or ops.trampoline:
+        return -Errno.EINVAL
+    if not ops.flags & F.INITIALIZED:
+        return -Errno.EINVAL
+    if ops.flags & F.ENABLED:
+        return -Errno.EINVAL
+    if refuse is not None:
+        ret = refuse(ops)
+        if ret:
+            return ret
+    hash = ops.hash.filter_hash
+    if ftrace_hash_empty(hash):
+        return -Errno.EINVAL
+    assert hash is not None
+    mutex_lock(k, "direct_mutex")
+    if any(k.direct_functions.get(ip) for ip in hash):
+        mutex_unlock(k, "direct_mutex")
+        return -Errno.EBUSY
+    for ip in hash:
+        ftrace_add_rec_direct(k, ip, addr)
+    ops.func = CALL_DIRECT_FUNCS
+    multi = int(k.policy.MULTI_FLAGS)
+    ops.flags = (ops.flags | multi) if or_flags else multi
+    ops.trampoline = "ftrace_regs_caller"  # FTRACE_REGS_ADDR
+    err = register(k, ops)
+    if err:
+        remove_direct_functions_hash(k, hash, addr)
+    mutex_unlock(k, "direct_mutex")
+    return err
 
 
 def tmp_ops(k: Kernel) -> ftrace_ops:

@@ -20,12 +20,13 @@ import enum
 
 from ..clients import bpf
 from ..direct import (CALL_DIRECT_FUNCS, check_direct_multi, ftrace_add_rec_direct,
-                      remove_direct_functions_hash, tmp_ops)
+                      register_direct_multi_body, tmp_ops)
 from ..errno import Errno
 from ..flags import OPSF, RECF
-from ..ftrace import (FTRACE_REGS_ADDR, ftrace_hash_ipmodify_rollback, ftrace_find_rec_direct, ftrace_location, ftrace_ops_init,
-                      ftrace_set_filter_ip, ftrace_shutdown, ftrace_startup)
-from ..hash import ftrace_hash, ftrace_hash_empty
+from ..ftrace import (FTRACE_REGS_ADDR, ftrace_find_rec_direct, ftrace_hash_ipmodify_rollback,
+                      ftrace_location, ftrace_ops_init, ftrace_set_filter_ip, ftrace_shutdown,
+                      ftrace_startup)
+from ..hash import ftrace_hash
 from ..kernel import Kernel
 from ..locks import mutex_lock, mutex_unlock
 from ..ops import Addr, ftrace_ops
@@ -97,30 +98,7 @@ def unregister_ftrace_function(k: Kernel, ops: ftrace_ops) -> int:
 
 def register_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
     """register_ftrace_direct_multi() (ftrace.c, 5.18): ``flags = MULTI_FLAGS`` (with IPMODIFY)."""
-    if ops.func or ops.trampoline:
-        return -Errno.EINVAL
-    if not ops.flags & F.INITIALIZED:
-        return -Errno.EINVAL
-    if ops.flags & F.ENABLED:
-        return -Errno.EINVAL
-    hash = ops.hash.filter_hash
-    if ftrace_hash_empty(hash):
-        return -Errno.EINVAL
-    assert hash is not None
-    mutex_lock(k, "direct_mutex")
-    if any(ftrace_find_rec_direct(k, ip) for ip in hash):
-        mutex_unlock(k, "direct_mutex")
-        return -Errno.EBUSY
-    for ip in hash:
-        ftrace_add_rec_direct(k, ip, addr)
-    ops.func = CALL_DIRECT_FUNCS
-    ops.flags = int(MULTI_FLAGS)
-    ops.trampoline = FTRACE_REGS_ADDR
-    err = register_ftrace_function(k, ops)
-    if err:
-        remove_direct_functions_hash(k, hash, addr)
-    mutex_unlock(k, "direct_mutex")
-    return err
+    return register_direct_multi_body(k, ops, addr, register=register_ftrace_function, or_flags=False)
 
 
 def modify_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:

@@ -36,14 +36,13 @@ import enum
 from ...errors import KernelOops, ModelError
 from .. import direct
 from ..clients import bpf
-from ..direct import (CALL_DIRECT_FUNCS, ftrace_add_rec_direct,
-                      remove_direct_functions_hash, tmp_ops)
+from ..direct import register_direct_multi_body, tmp_ops
 from ..errno import Errno
 from ..flags import OPSF, RECF
-from ..ftrace import (FTRACE_REGS_ADDR, ftrace_hash_ipmodify_rollback, FTRACE_WARN_ON, ftrace_find_rec_direct, ftrace_free_filter,
+from ..ftrace import (FTRACE_WARN_ON, ftrace_free_filter, ftrace_hash_ipmodify_rollback,
                       ftrace_location, ftrace_ops_init, ftrace_set_filter_ip, ftrace_shutdown,
                       ftrace_startup, ops_references_ip)
-from ..hash import ftrace_hash, ftrace_hash_empty
+from ..hash import ftrace_hash
 from ..kernel import Kernel
 from ..locks import cross_call, mutex_lock, mutex_trylock, mutex_unlock
 from ..ops import Addr, ftrace_ops
@@ -214,30 +213,7 @@ def unregister_ftrace_function(k: Kernel, ops: ftrace_ops) -> int:
 
 def register_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
     """register_ftrace_direct_multi() (ftrace.c, 6.1): ``flags = MULTI_FLAGS``, register _nolock."""
-    if ops.func or ops.trampoline:
-        return -Errno.EINVAL
-    if not ops.flags & F.INITIALIZED:
-        return -Errno.EINVAL
-    if ops.flags & F.ENABLED:
-        return -Errno.EINVAL
-    hash = ops.hash.filter_hash
-    if ftrace_hash_empty(hash):
-        return -Errno.EINVAL
-    assert hash is not None
-    mutex_lock(k, "direct_mutex")
-    if any(ftrace_find_rec_direct(k, ip) for ip in hash):
-        mutex_unlock(k, "direct_mutex")
-        return -Errno.EBUSY
-    for ip in hash:
-        ftrace_add_rec_direct(k, ip, addr)
-    ops.func = CALL_DIRECT_FUNCS
-    ops.flags = int(MULTI_FLAGS)
-    ops.trampoline = FTRACE_REGS_ADDR
-    err = register_ftrace_function_nolock(k, ops)
-    if err:
-        remove_direct_functions_hash(k, hash, addr)
-    mutex_unlock(k, "direct_mutex")
-    return err
+    return register_direct_multi_body(k, ops, addr, register=register_ftrace_function_nolock, or_flags=False)
 
 
 def __modify_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:

@@ -35,13 +35,12 @@ import enum
 from ...errors import KernelOops
 from .. import direct
 from ..clients import bpf
-from ..direct import (CALL_DIRECT_FUNCS, ftrace_add_rec_direct,
-                      remove_direct_functions_hash, tmp_ops)
+from ..direct import register_direct_multi_body, tmp_ops
 from ..errno import Errno
 from ..flags import OPSF, RECF, ftrace_ops_cmd  # noqa: F401  (ftrace_ops_cmd is part of the policy interface)
-from ..ftrace import (FTRACE_REGS_ADDR, ftrace_hash_ipmodify_rollback, ftrace_find_rec_direct, ftrace_location, ftrace_ops_init,
+from ..ftrace import (ftrace_hash_ipmodify_rollback, ftrace_location, ftrace_ops_init,
                       ftrace_set_filter_ip, ftrace_shutdown, ftrace_startup, ops_references_ip)
-from ..hash import ftrace_hash, ftrace_hash_empty
+from ..hash import ftrace_hash
 from ..kernel import Kernel
 from ..locks import cross_call, mutex_is_locked, mutex_lock, mutex_trylock, mutex_unlock
 from ..ops import Addr, ftrace_ops
@@ -180,37 +179,18 @@ def unregister_ftrace_function(k: Kernel, ops: ftrace_ops) -> int:
 def register_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
     """register_ftrace_direct_multi() (ftrace.c) with v2 1/5 (``flags |= MULTI_FLAGS``) and 3/5.
 
-    3/5 adds: IPMODIFY together with SHARE_IPMODIFY -> -EINVAL. The direct entries are made
-    under direct_mutex before register_ftrace_function (which, for a DIRECT ops, does not take
-    it again); on failure they are removed, while func and trampoline stay set.
+    3/5 adds: IPMODIFY together with SHARE_IPMODIFY -> -EINVAL (after the ENABLED check). For a
+    DIRECT ops, register_ftrace_function does not take direct_mutex again (prepare returns 0).
     """
-    if ops.func or ops.trampoline:
-        return -Errno.EINVAL
-    if not ops.flags & F.INITIALIZED:
-        return -Errno.EINVAL
-    if ops.flags & F.ENABLED:
-        return -Errno.EINVAL
+    return register_direct_multi_body(k, ops, addr, register=register_ftrace_function, or_flags=True,
+                                      refuse=_ipmodify_with_share)
+
+
+def _ipmodify_with_share(ops: ftrace_ops) -> int:
+    """v2 3/5's new check in register_ftrace_direct_multi: an IPMODIFY ops cannot also share."""
     if ops.flags & F.IPMODIFY and ops.flags & F.SHARE_IPMODIFY:
         return -Errno.EINVAL
-    hash = ops.hash.filter_hash
-    if ftrace_hash_empty(hash):
-        return -Errno.EINVAL
-    assert hash is not None
-    mutex_lock(k, "direct_mutex")
-    err = -Errno.EBUSY
-    if any(ftrace_find_rec_direct(k, ip) for ip in hash):
-        mutex_unlock(k, "direct_mutex")
-        return err
-    for ip in hash:
-        ftrace_add_rec_direct(k, ip, addr)
-    ops.func = CALL_DIRECT_FUNCS
-    ops.flags |= MULTI_FLAGS
-    ops.trampoline = FTRACE_REGS_ADDR
-    err = register_ftrace_function(k, ops)
-    if err:
-        remove_direct_functions_hash(k, hash, addr)
-    mutex_unlock(k, "direct_mutex")
-    return err
+    return 0
 
 
 def __modify_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
