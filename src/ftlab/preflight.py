@@ -45,7 +45,7 @@ from .model.errno import errno_name
 from .model.flags import FTRACE_FL, FTRACE_OPS_FL
 from .model.invariants import check_all
 from .model.kernel import Kernel
-from .scenario.runner import _describe, _Run, body_label, record_changes
+from .scenario.runner import _Run, describe_step, body_label, record_changes
 from .scenario.schema import (BpfStep, CallStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, OpsStep,
                               TracerStep, TransitionStep)
 
@@ -850,7 +850,7 @@ def explain(k: Kernel, step: Any, errno: str, policy: str) -> str:
         return f"-{errno}: the client refuses (already registered, or not registered)"
     if errno == "ENOENT":
         return "-ENOENT: nothing of that name is loaded/attached"
-    return f"-{errno}: returned by the model of {_describe(step)} (see ftlab run on an equivalent scenario)"
+    return f"-{errno}: returned by the model of {describe_step(step)} (see ftlab run on an equivalent scenario)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -887,7 +887,7 @@ def predict_variant(rb: Rebuilt, steps: list[Any], texts: list[str], policy: str
         called = [_call_summary(k, f) for f in touched] if result != "Oops" else []
         now = set(check_all(k)) if result != "Oops" else set()
         broken = sorted(now - baseline)
-        item = {"index": n, "action": text, "step": _describe(step), "result": result,
+        item = {"index": n, "action": text, "step": describe_step(step), "result": result,
                 "why": None if result == "ok" else explain(before_k, step, result, policy),
                 "changes": changes, "calls": called, "broken": broken,
                 "events": [str(e) for e in k.events[nev:]],

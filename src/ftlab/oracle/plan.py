@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
-from ..scenario import schema
-from ..scenario.schema import (BpfStep, CallStep, DirectStep, KprobeStep, LivepatchStep, Scenario, ShowStep,
+from ..scenario.runner import describe_step
+from ..scenario.schema import (BpfStep, CallStep, DirectStep, KprobeStep, LivepatchStep, OpsStep, Scenario, ShowStep,
                                TracerStep, TransitionStep)
 from .modgen import ModuleSource, direct_module, kprobe_module, livepatch_module, ops_module
 from .targets import CALLABLE, DIRECT_TRAMPS
 
 #: ``ops`` steps (a module's own ftrace_ops), where the schema has them.
-_OpsStep: Any = getattr(schema, "OpsStep", None)
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
@@ -54,33 +53,7 @@ class PlannedScenario:
 
 def describe(step: Any) -> str:
     """A step in words, as the model's runner shows it (``StepResult.action``)."""
-    if isinstance(step, LivepatchStep):
-        funcs = ", ".join(f.name + (f",{f.sympos}" if f.sympos else "") for f in step.funcs)
-        return f"livepatch {step.livepatch} {step.patch}" + (f" [{funcs}]" if funcs else "")
-    if isinstance(step, TransitionStep):
-        return "transition complete"
-    if isinstance(step, BpfStep):
-        if step.bpf == "attach":
-            ret = f" ret={step.ret}" if step.kind == "fmod_ret" else ""
-            return f"bpf attach {step.kind} {step.prog} -> {step.target.name}{ret}"  # type: ignore[union-attr]
-        return f"bpf detach {step.prog}"
-    if isinstance(step, KprobeStep):
-        return f"kprobe {step.kprobe} {step.target.name}" + (" (post_handler)" if step.post else "")
-    if isinstance(step, TracerStep):
-        extra = (f" filter={step.filter}" if step.filter else "") + (f" notrace={step.notrace}" if step.notrace else "")
-        return f"tracer {step.tracer}{extra}"
-    if isinstance(step, DirectStep):
-        targets = ", ".join(f.name for f in step.targets)
-        return f"direct {step.direct} {step.name}" + (f" [{targets}]" if targets else "") + f" tramp={step.tramp}"
-    if _OpsStep is not None and isinstance(step, _OpsStep):
-        flags = "".join(f" {f}" for f, on in (("IPMODIFY", step.ipmodify), ("SAVE_REGS", step.save_regs)) if on)
-        funcs = ", ".join(f.name for f in step.funcs)
-        return f"ops {step.ops} {step.name}" + (f" [{funcs}]" if funcs else "") + flags
-    if isinstance(step, CallStep):
-        return f"call {step.call}"
-    if isinstance(step, ShowStep):
-        return f"show {step.show}"
-    return type(step).__name__  # pragma: no cover
+    return describe_step(step)
 
 
 def touched_functions(scenario: Scenario) -> list[str]:
@@ -93,7 +66,7 @@ def touched_functions(scenario: Scenario) -> list[str]:
             names = [step.target.name] if step.target is not None else []
         elif isinstance(step, DirectStep):
             names = [f.name for f in step.targets]
-        elif _OpsStep is not None and isinstance(step, _OpsStep):
+        elif isinstance(step, OpsStep):
             names = [f.name for f in step.funcs]
         elif isinstance(step, CallStep):
             names = [step.call]
@@ -179,7 +152,7 @@ def plan_scenario(scenario: Scenario, lines: dict, source: str, btf_funcs: dict[
                 st.update(op="direct_modify", name=step.name, tramp=step.tramp)
             else:
                 st.update(op="direct_unregister", name=step.name)
-        elif _OpsStep is not None and isinstance(step, _OpsStep):
+        elif isinstance(step, OpsStep):
             if step.ops == "register":
                 if any(f.sympos > 1 for f in step.funcs):
                     raise InputError("the oracle's ops module filters by name: sympos is not supported", where(i))

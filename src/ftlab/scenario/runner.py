@@ -147,7 +147,8 @@ def check_names(scenario: Scenario, cat: Catalogue, source: str, lines: dict[Pat
 # ---------------------------------------------------------------------------------------------
 # Steps
 # ---------------------------------------------------------------------------------------------
-def _describe(step: Any) -> str:
+def describe_step(step: Any) -> str:
+    """A step in words, as results show it (``StepResult.action``); shared with the oracle and preflight."""
     if isinstance(step, LivepatchStep):
         funcs = ", ".join(f.name + (f",{f.sympos}" if f.sympos else "") for f in step.funcs)
         return f"livepatch {step.livepatch} {step.patch}" + (f" [{funcs}]" if funcs else "")
@@ -176,7 +177,7 @@ def _describe(step: Any) -> str:
         return f"show {step.show}"
     if isinstance(step, ConcurrentStep):
         sched = f" schedule={step.schedule}" if step.schedule else ""
-        return "concurrently " + " || ".join(_describe(sub) for sub in step.concurrent) + sched
+        return "concurrently " + " || ".join(describe_step(sub) for sub in step.concurrent) + sched
     return type(step).__name__  # pragma: no cover
 
 
@@ -264,7 +265,7 @@ class _Run:
         """
         from ..explorer.interleave import Interleaver, Task  # the scheduler shell
 
-        tasks = [Task(_describe(sub), (lambda k, sub=sub: self.apply(sub)[0])) for sub in step.concurrent]
+        tasks = [Task(describe_step(sub), (lambda k, sub=sub: self.apply(sub)[0])) for sub in step.concurrent]
         run = Interleaver(self.k, tasks, list(step.schedule)).run()
         if run.deadlock:
             return "deadlock: " + "; ".join(f"{t} holds {', '.join(h) or 'nothing'} and wants {w}"
@@ -403,7 +404,7 @@ def run_scenario(scenario: Scenario, lines: dict[Path_, int], source: str, *, po
             result = "Oops"
         except InputError as e:
             raise InputError(e.message, f"{source}:{lines.get(('steps', i), 1)}") from None
-        sr = StepResult(i + 1, lines.get(("steps", i), 1), _describe(step), result,
+        sr = StepResult(i + 1, lines.get(("steps", i), 1), describe_step(step), result,
                         record_changes(k, before), trace, view, [str(e) for e in k.events[nev:]])
         sr.failures = check_expect(step.expect, result, trace, view, k)
         if scenario.check_invariants:
