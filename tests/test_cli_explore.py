@@ -131,3 +131,41 @@ steps:
         results[name] = r.steps[1].result
     assert results["sequential"].endswith("p1 [cmdline_proc_show]: ok")
     assert results["switch"].endswith("p1 [cmdline_proc_show]: EAGAIN"), results["switch"]
+
+
+CALLS_UNIVERSE = """\
+description: a live patch, fentry and fexit on one function, and calls of it
+policy: linux-6.1
+functions: [cmdline_proc_show]
+calls: true
+clients:
+  - livepatch: p1
+    funcs: [cmdline_proc_show]
+  - bpf: fe
+    kind: fentry
+    target: cmdline_proc_show
+  - bpf: fx
+    kind: fexit
+    target: cmdline_proc_show
+"""
+
+
+def test_calls_are_actions_and_a_call_that_kills_ftrace_is_a_counterexample(tmp_path):
+    """``calls: true`` explores ``call FUNC``: on 6.1, the call after live patch, fentry, fexit
+    WARNs on the NULL tr->fops func and kills ftrace; the emitted scenario replays it."""
+    u = tmp_path / "u.yaml"
+    u.write_text(CALLS_UNIVERSE)
+    out = tmp_path / "cx.yaml"
+    p = ftlab("explore", str(u), "--depth", "4", "--json", "--emit-scenario", str(out))
+    doc = json.loads(p.stdout)
+    cx = doc["policies"][0]["violations"]["no_warn"]
+    assert cx["actions"] == ["enable p1", "attach fe", "attach fx", "call cmdline_proc_show"]
+    run = ftlab("run", str(out))
+    assert run.returncode == 1 and "ftrace is dead" in run.stdout + run.stderr
+
+
+def test_without_calls_the_state_after_a_kill_is_not_reached(tmp_path):
+    u = tmp_path / "u.yaml"
+    u.write_text(CALLS_UNIVERSE.replace("calls: true", "calls: false"))
+    doc = json.loads(ftlab("explore", str(u), "--depth", "4", "--json").stdout)
+    assert "no_warn" not in doc["policies"][0]["violations"]

@@ -15,9 +15,14 @@ of states is kept in memory. BFS makes every counterexample a shortest one.
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Hashable, Protocol, Sequence, TypeVar
+
+#: Allocations between two collections of the youngest GC generation during a search
+#: (Python's default is 700; 20,000 measured fastest for the bundled universes).
+GC_GEN0_THRESHOLD = 20_000
 
 S = TypeVar("S")
 A = TypeVar("A")
@@ -142,7 +147,20 @@ class Checker(Generic[S, A]):
         return self
 
     def run(self) -> Result[S, A]:
-        """Breadth-first search."""
+        """Breadth-first search.
+
+        While it runs, the cyclic garbage collector's youngest generation is collected every
+        :data:`GC_GEN0_THRESHOLD` allocations instead of 700: a search allocates and drops state
+        copies so fast that the default makes the collector rescan survivors again and again.
+        """
+        old = gc.get_threshold()
+        gc.set_threshold(GC_GEN0_THRESHOLD, old[1], old[2])
+        try:
+            return self._run()
+        finally:
+            gc.set_threshold(*old)
+
+    def _run(self) -> Result[S, A]:
         model = self.model
         props = [p for p in model.properties() if self._props is None or p.name in self._props]
         always = [p for p in props if p.kind == "always"]

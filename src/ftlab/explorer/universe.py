@@ -31,9 +31,10 @@ from ..errors import InputError, KernelOops
 from ..model.catalogue import Catalogue
 from ..model.errno import errno_name
 from ..model.invariants import INVARIANTS
+from ..model._copy import clone
 from ..model.kernel import Kernel
 from ..scenario.runner import _Run
-from ..scenario.schema import BpfStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, OpsStep, TracerStep
+from ..scenario.schema import BpfStep, CallStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, OpsStep, TracerStep
 from .checker import Property
 
 
@@ -120,7 +121,9 @@ class UniverseSpec(_Strict):
         "synthetic", description="synthetic: a catalogue of just `functions`; embedded: Debian 6.1's")
     functions: list[str] = Field(min_length=1)
     clients: list[ClientSpec] = Field(min_length=1)
-    calls: bool = Field(False, description="also explore `call` actions (they do not change state)")
+    calls: bool = Field(False, description="also explore `call FUNC` actions, one per function, always "
+                        "enabled: a call leaves the state as it was unless it WARNs or kills ftrace, and "
+                        "then the search goes on from the changed state")
     concurrent: list[ConcurrentGroup] = Field(default_factory=list)
 
 
@@ -170,7 +173,7 @@ class World:
         return self.run.k
 
     def __deepcopy__(self, memo: dict) -> "World":
-        return World(copy.deepcopy(self.run, memo), self.on)
+        return World(clone(self.run, memo), self.on)
 
 
 class FtraceModel:
@@ -193,6 +196,9 @@ class FtraceModel:
         self.actions_of: dict[str, list[Action]] = {c: [] for c in names}
         self.on_verbs: dict[str, tuple[str, ...]] = {}
         self._build_actions()
+        #: ``call FUNC`` actions (``calls: true``): enabled in every state, they toggle no client.
+        self.call_actions: list[Action] = (
+            [Action(f, "call", CallStep(call=f)) for f in spec.functions] if spec.calls else [])
 
     def _ref(self, name: str) -> FuncRef:
         if name not in self.spec.functions:
@@ -234,12 +240,12 @@ class FtraceModel:
                 acts.append(Action(n, "unregister", DirectStep(direct="unregister", name=n)))
 
     def action(self, label: str) -> Action:
-        """The action called ``label`` (``<verb> <client>``); InputError if there is none."""
-        for acts in self.actions_of.values():
-            for a in acts:
-                if str(a) == label:
-                    return a
-        known = ", ".join(str(a) for acts in self.actions_of.values() for a in acts)
+        """The action called ``label`` (``<verb> <client>`` or ``call <function>``); InputError if there is none."""
+        every = [a for acts in self.actions_of.values() for a in acts] + self.call_actions
+        for a in every:
+            if str(a) == label:
+                return a
+        known = ", ".join(str(a) for a in every)
         raise InputError(f"no action {label!r} in this universe (actions: {known})", "concurrent")
 
     def apply(self, w: World, a: Action) -> tuple[World, str]:
@@ -303,6 +309,7 @@ class FtraceModel:
                 first = a is acts[0]
                 if first and not on or not first and on:
                     out.append(a)
+        out.extend(self.call_actions)
         return out
 
     def next_state(self, w: World, a: Action) -> tuple[World, dict[str, Any]] | None:
@@ -312,7 +319,7 @@ class FtraceModel:
             result = errno_name(ret)
         except KernelOops:
             result = "Oops"
-        if result == "ok":
+        if result == "ok" and a.verb != "call":
             first = a is self.actions_of[a.client][0]
             if first:
                 nw.on = w.on | {a.client}

@@ -17,6 +17,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
 
+from ._copy import clone
 from .arch import ArchProfile, get_arch
 from .catalogue import Catalogue
 from .flags import FTRACE_FL, ftrace_rec_count
@@ -168,7 +169,7 @@ class Kernel:
         """Field-wise copy: immutable parts (catalogue, policy, arch, hashes) are shared."""
         new = Kernel.__new__(Kernel)
         memo[id(self)] = new
-        d = copy.deepcopy
+        d = clone
         for name, value in self.__dict__.items():
             if name in ("cat", "policy", "arch", "sched", "current", "ftrace_trace_function",
                         "saved_ftrace_func", "mutations"):
