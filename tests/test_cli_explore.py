@@ -169,3 +169,27 @@ def test_without_calls_the_state_after_a_kill_is_not_reached(tmp_path):
     u.write_text(CALLS_UNIVERSE.replace("calls: true", "calls: false"))
     doc = json.loads(ftlab("explore", str(u), "--depth", "4", "--json").stdout)
     assert "no_warn" not in doc["policies"][0]["violations"]
+
+
+def test_counterexample_shows_each_step_result_state_change_and_the_final_call_trace():
+    """The fexit-after-fentry finding: step 3 visibly clears the registered fops' func, and the
+    call at the end shows the WARN and the original body running."""
+    p = ftlab("explore", "livepatch-and-fexit", "--policy", "linux-6.1", "--depth", "3", "--threads", "0")
+    text = p.stdout
+    assert "  3. attach fx: ok\n" in text
+    block = text.split("  3. attach fx: ok\n", 1)[1]
+    assert "+ ops: tr->fops[6442450945]: flags=ENABLED|DYNAMIC|SAVE_REGS|INITIALIZED|DIRECT func=0x0 trampoline=0x0" in block
+    assert "then a call of cmdline_proc_show:" in block
+    assert "warn __ftrace_ops_list_func: op=tr->fops[6442450945] has a NULL func; ftrace killed" in block
+    assert "body cmdline_proc_show (original) returns 0" in block
+
+
+def test_counterexample_json_has_steps_and_traces():
+    doc = json.loads(ftlab("explore", "livepatch-and-fexit", "--policy", "linux-6.1", "--depth", "3",
+                           "--threads", "0", "--json").stdout)
+    v = doc["policies"][0]["violations"]["livepatch_body"]
+    assert [s["action"] for s in v["steps"]] == v["actions"] == ["enable p1", "attach fe", "attach fx"]
+    assert [s["result"] for s in v["steps"]] == ["ok", "ok", "ok"]
+    assert any(c.startswith("+ livepatch: p1/enabled: 1") for c in v["steps"][0]["changes"])
+    kinds = [e["kind"] for e in v["traces"]["cmdline_proc_show"]]
+    assert kinds[0] == "call" and "warn" in kinds and kinds[-1] == "ret"

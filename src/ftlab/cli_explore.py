@@ -2,7 +2,8 @@
 
 JSON (``--json``), format 1: ``{"format": 1, "command": "explore", "universe", "depth",
 "policies": [{"policy", "mutations", "states", "transitions", "elapsed_s", "states_per_s",
-"complete", "violations": {name: {"count", "depth", "actions": [label], "messages"}},
+"complete", "violations": {name: {"count", "depth", "actions": [label], "messages",
+"steps": [{"action", "result", "changes": [str]}], "traces": {function: [{"kind", "detail"}]}}},
 "concurrent": [{"after", "together", "runs", "complete", "outcomes", "bad": [{"kind", "detail",
 "order", "schedule", "results"}]}]}], "mutation_score": null | {"killed", "total", "per": {...}}}``.
 Exit: 0 nothing violated (or, with ``--mutations``, every mutation killed), 1 a violation (or a
@@ -209,7 +210,8 @@ def _report_dict(r: PolicyReport) -> dict[str, Any]:
         "policy": r.policy, "mutations": r.mutations, "states": res.states, "transitions": res.transitions,
         "elapsed_s": round(res.elapsed, 3), "states_per_s": round(res.states_per_s, 1), "complete": res.complete,
         "violations": {name: {"count": res.violation_counts.get(name, 0), "depth": cx.depth,
-                              "actions": [str(a) for a in cx.actions], "messages": cx.messages}
+                              "actions": [str(a) for a in cx.actions], "messages": cx.messages,
+                              **r.explain(name).as_dict()}
                        for name, cx in res.violations.items()},
         "concurrent": [{"after": g.after, "together": g.together, "runs": g.runs, "complete": g.complete,
                         "elapsed_s": round(g.elapsed, 3), "outcomes": g.outcomes, "bad": g.bad}
@@ -238,8 +240,13 @@ def render(source: str, spec: UniverseSpec, reports: list[PolicyReport], depth: 
     for r in reports:
         for name, cx in r.result.violations.items():
             out.append(f"\n[{r.policy}] {name}: shortest counterexample, {cx.depth} step(s)\n")
-            for i, a in enumerate(cx.actions, 1):
-                out.append(f"  {i}. {a}\n")
+            ex = r.explain(name)
+            for i, st in enumerate(ex.steps, 1):
+                out.append(f"  {i}. {st.action}: {st.result}\n")
+                out.extend(f"       {c}\n" for c in st.changes)
+            for func, events in ex.traces.items():
+                out.append(f"  then a call of {func}:\n")
+                out.extend(f"       {kind} {detail}\n" for kind, detail in events)
             for m in cx.messages[:3]:
                 out.append(f"  -> {m}\n")
         for g in r.groups:

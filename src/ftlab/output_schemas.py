@@ -64,7 +64,9 @@ Schemas are closed (``additionalProperties: false``): a new field needs a schema
     {"format": 1, "command": "explore", "universe": str, "depth": int,
      "policies": [{"policy": POLICY, "mutations": [str], "states": int, "transitions": int,
                    "elapsed_s": num, "states_per_s": num, "complete": bool,
-                   "violations": {NAME: {"count": int, "depth": int, "actions": [str], "messages": [str]}},
+                   "violations": {NAME: {"count": int, "depth": int, "actions": [str], "messages": [str],
+                                         "steps": [{"action": str, "result": str, "changes": [str]}],
+                                         "traces": {FUNCTION: [{"kind": str, "detail": str}]}}},
                    "concurrent": [{"after": [str], "together": [str], "runs": int, "complete": bool,
                                    "elapsed_s": num, "outcomes": [...], "bad": [...]}]}],
      "mutation_score": null | {"killed": int, "total": int, "per": {"POLICY:MUTATION": {...}}}}
@@ -237,7 +239,13 @@ BENCH: dict[str, Any] = _document("bench", {
     })},
 }, optional=("explore",))
 
-_VIOLATION = _obj({"count": _NAT, "depth": _NAT, "actions": _STRS, "messages": _STRS})
+_VIOLATION = _obj({
+    "count": _NAT, "depth": _NAT, "actions": _STRS, "messages": _STRS,
+    "steps": {"type": "array", "items": _obj({"action": {"type": "string"}, "result": {"type": "string"},
+                                              "changes": _STRS})},
+    "traces": {"type": "object", "additionalProperties": {"type": "array", "items": _obj({
+        "kind": {"type": "string"}, "detail": {"type": "string"}})}},
+})
 _GROUP = _obj({
     "after": _STRS, "together": _STRS, "runs": _NAT, "complete": {"type": "boolean"},
     "elapsed_s": {"type": "number", "minimum": 0},

@@ -44,6 +44,13 @@ class PolicyReport:
     groups: list[GroupReport]
     model: FtraceModel
 
+    def explain(self, name: str) -> "Explanation":
+        """The shortest counterexample of ``name`` replayed (cached)."""
+        cache = self.__dict__.setdefault("_explained", {})
+        if name not in cache:
+            cache[name] = explain_counterexample(self.model, self.result.counterexample(name))
+        return cache[name]
+
     @property
     def violated(self) -> list[str]:
         names = list(self.result.violations)
@@ -114,6 +121,84 @@ def _errno(r: Any) -> str:
     if isinstance(r, tuple):
         r = r[0]
     return errno_name(r) if isinstance(r, int) else str(r)
+
+
+# ---------------------------------------------------------------------------------------------
+# Counterexamples explained: what each step did, and what ran at the end
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class StepDetail:
+    """One step of a counterexample: the action, the kernel's answer, and what it changed."""
+
+    action: str
+    result: str
+    changes: list[str]   # "+ view: line" / "- view: line", in view order
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "result": self.result, "changes": self.changes}
+
+
+@dataclass
+class Explanation:
+    """A counterexample replayed: its steps, and the call trace of each function it concerns
+    in the violating state (``(kind, detail)`` events, as ``ftlab run`` shows a call)."""
+
+    steps: list[StepDetail]
+    traces: dict[str, list[tuple[str, str]]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"steps": [st.as_dict() for st in self.steps],
+                "traces": {f: [{"kind": kd, "detail": d} for kd, d in ev] for f, ev in self.traces.items()}}
+
+
+def state_lines(k: Any) -> list[str]:
+    """The visible state a step can change, one line per item: the ops on ``ftrace_ops_list``,
+    the ``enabled_functions`` records, BPF trampolines, live patches (enabled, transition),
+    registered kprobes, and whether ftrace is dead."""
+    from ..model import views
+    from ..model.clients import kprobes, livepatch
+    from ..scenario.runner import bpf_trampolines_view
+
+    out = [f"ops: {line}" for line in views.ops_list(k).splitlines()]
+    records: list[str] = []
+    for line in views.enabled_functions(k).splitlines():
+        if line.startswith("\t") and records:
+            records[-1] += " " + line.strip()
+        else:
+            records.append(" ".join(line.split()))
+    out += [f"enabled_functions: {line}" for line in records]
+    out += [f"trampoline: {line}" for line in bpf_trampolines_view(k).splitlines() if line.strip()]
+    out += [f"livepatch: {line[len('/sys/kernel/livepatch/'):]}" for line in livepatch.livepatch_sysfs(k).splitlines()
+            if line.endswith((": 0", ": 1")) and "/patched:" not in line]
+    out += [f"kprobe: {name}" for name in sorted(kprobes.kprobe_state(k).probes)]
+    if k.ftrace_disabled:
+        out.append("ftrace: dead")
+    return out
+
+
+def _diff(before: list[str], after: list[str]) -> list[str]:
+    gone = [f"- {line}" for line in before if line not in after]
+    new = [f"+ {line}" for line in after if line not in before]
+    return gone + new
+
+
+def explain_counterexample(model: FtraceModel, cx: Counterexample[Action]) -> Explanation:
+    """Replay ``cx`` step by step (see :class:`Explanation`)."""
+    from ..model.calls import call_pure
+
+    state = model.init_states()[cx.init]
+    steps = []
+    for a in cx.actions:
+        before = state_lines(state.k)
+        first_event = len(state.k.events)
+        out = model.next_state(state, a)
+        assert out is not None
+        state, info = out
+        changes = _diff(before, state_lines(state.k))
+        changes += [f"+ {e.kind} {e.where}: {e.text}" for e in state.k.events[first_event:] if e.kind == "WARN"]
+        steps.append(StepDetail(str(a), info["result"], changes))
+    funcs = [f for f in model.spec.functions if any(f in m for m in cx.messages)] or list(model.spec.functions)
+    return Explanation(steps, {f: list(call_pure(state.k, f).events) for f in funcs})
 
 
 # ---------------------------------------------------------------------------------------------
