@@ -419,3 +419,10 @@ steps:
 """)
     proc = ftlab_once("run", str(f))
     assert proc.returncode == 0, proc.stdout
+
+
+def test_run_takes_an_oracle_scenario_by_name():
+    from ftlab.cli import main
+    assert main(["run", "oracle/pair-livepatch-fexit"]) == 0
+    assert main(["run", "oracle/pair-livepatch-fexit.yaml"]) == 0
+    assert main(["run", "oracle/no-such-scenario"]) == 2

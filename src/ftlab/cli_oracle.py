@@ -29,11 +29,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import resources
 from typing import Any
 
 from .cli import Output, _non_negative_int, add_json_option, json_document, subcommand
-from .cli_scenario import resolve
+from .cli_scenario import bundled, resolve
 from .errors import InputError, OracleError
 from .scenario import load_scenario_text
 
@@ -43,9 +42,7 @@ DEFAULT_OUT = os.path.join("out", "oracle")
 
 def oracle_bundled() -> dict[str, Any]:
     """examples/oracle: name -> resource."""
-    root = resources.files("ftlab.examples").joinpath("oracle")
-    return {e.name.rsplit(".", 1)[0]: e for e in sorted(root.iterdir(), key=lambda e: e.name)
-            if e.name.endswith((".yaml", ".yml"))}
+    return bundled("oracle")
 
 
 def resolve_items(args: list[str]) -> list[Any]:
@@ -60,14 +57,6 @@ def resolve_items(args: list[str]) -> list[Any]:
                 source = f"examples/oracle/{entry.name}"
                 sc, lines = load_scenario_text(entry.read_text(encoding="utf-8"), source)
                 items.append(Item(sc, lines, source))
-            continue
-        if arg.startswith("oracle/") and not os.path.exists(arg):
-            entry = oracle_bundled().get(arg[len("oracle/"):].rsplit(".", 1)[0] if arg.endswith(".yaml") else arg[7:])
-            if entry is None:
-                raise InputError("no such oracle scenario (see examples/oracle)", arg)
-            source = f"examples/oracle/{entry.name}"
-            sc, lines = load_scenario_text(entry.read_text(encoding="utf-8"), source)
-            items.append(Item(sc, lines, source))
             continue
         if os.path.isdir(arg):  # a folder of scenarios (examples/oracle/, the output of `oracle gen`)
             files = sorted(f for f in os.listdir(arg) if f.endswith((".yaml", ".yml", ".json")))

@@ -40,9 +40,11 @@ from .scenario.schema import Scenario
 # ---------------------------------------------------------------------------------------------
 # Bundled scenarios
 # ---------------------------------------------------------------------------------------------
-def bundled() -> dict[str, Any]:
-    """Bundled example scenarios: name -> resource path."""
+def bundled(folder: str | None = None) -> dict[str, Any]:
+    """Bundled example scenarios (of ``examples/FOLDER``, e.g. ``oracle``): name -> resource path."""
     root = resources.files("ftlab.examples")
+    if folder is not None:
+        root = root.joinpath(folder)
     out = {}
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if entry.name.endswith((".yaml", ".yml", ".json")):
@@ -51,10 +53,18 @@ def bundled() -> dict[str, Any]:
 
 
 def resolve(arg: str) -> tuple[Scenario, dict, str]:
-    """A scenario file path, or the name of a bundled scenario."""
+    """A scenario file path, the name of a bundled scenario, or ``oracle/NAME`` (examples/oracle)."""
     if os.path.exists(arg):
         scenario, lines = load_scenario(arg)
         return scenario, lines, arg
+    if arg.startswith("oracle/"):
+        name = arg[len("oracle/"):]
+        entry = bundled("oracle").get(name.rsplit(".", 1)[0] if name.endswith((".yaml", ".yml")) else name)
+        if entry is None:
+            raise InputError("no such file, and no oracle scenario of that name (see examples/oracle)", arg)
+        source = f"examples/oracle/{entry.name}"
+        scenario, lines = load_scenario_text(entry.read_text(encoding="utf-8"), source)
+        return scenario, lines, source
     entry = bundled().get(arg)
     if entry is None:
         raise InputError("no such file, and no bundled scenario of that name (ftlab run lists them)", arg)
@@ -65,7 +75,8 @@ def resolve(arg: str) -> tuple[Scenario, dict, str]:
 
 def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", nargs="?", metavar="FILE|NAME",
-                   help="a scenario file, or the name of a bundled one; none: list the bundled ones")
+                   help="a scenario file, the name of a bundled one, or oracle/NAME (examples/oracle); "
+                        "none: list the bundled ones")
     p.add_argument("--policy", choices=policy_names(), help="run under this policy instead of the file's")
     p.add_argument("--arch", choices=["x86_64", "arm64", "ppc64le", "s390x"], help="override the arch")
     add_json_option(p)
