@@ -193,3 +193,32 @@ def test_counterexample_json_has_steps_and_traces():
     assert any(c.startswith("+ livepatch: p1/enabled: 1") for c in v["steps"][0]["changes"])
     kinds = [e["kind"] for e in v["traces"]["cmdline_proc_show"]]
     assert kinds[0] == "call" and "warn" in kinds and kinds[-1] == "ret"
+
+
+def _without_timings(doc):
+    for p in doc["policies"]:
+        p.pop("elapsed_s"), p.pop("states_per_s")
+        for g in p["concurrent"]:
+            g.pop("elapsed_s")
+    return doc
+
+
+def test_jobs_run_explorations_side_by_side_with_the_same_reports():
+    args = ("explore", "livepatch-and-fexit", "--policy", "all", "--depth", "4", "--mutations", "--json")
+    one = json.loads(ftlab(*args, "--jobs", "1").stdout)
+    two = json.loads(ftlab(*args, "--jobs", "2").stdout)
+    assert _without_timings(one) == _without_timings(two)
+    assert one["mutation_score"]["total"] == 9 and one["mutation_score"]["killed"] >= 6
+
+
+def test_jobs_zero_is_refused():
+    p = ftlab("explore", "livepatch-and-fexit", "--jobs", "0")
+    assert p.returncode == 2 and "--jobs" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_bad_universe_is_reported_before_any_worker_starts(tmp_path):
+    u = tmp_path / "u.yaml"
+    u.write_text("catalogue: embedded\nfunctions: [no_such_function_at_all]\nclients:\n"
+                 "  - livepatch: p1\n    funcs: [no_such_function_at_all]\n")
+    p = ftlab("explore", str(u), "--policy", "all", "--jobs", "2")
+    assert p.returncode == 2 and "no_such_function_at_all" in p.stderr and "Traceback" not in p.stderr

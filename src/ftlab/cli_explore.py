@@ -23,7 +23,7 @@ from .errors import InputError
 from .explorer.explore import (PolicyReport, counterexample_scenario, dump_scenario, explore,
                                interleaving_scenario)
 from .explorer.mutations import MUTATIONS, applies
-from .explorer.universe import UniverseSpec, load_universe, load_universe_text
+from .explorer.universe import FtraceModel, UniverseSpec, load_universe, load_universe_text
 from .model.policies import policy_names
 
 
@@ -54,6 +54,13 @@ def _depth(text: str) -> int:
     return v
 
 
+def _positive(text: str) -> int:
+    v = _depth(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return v
+
+
 def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("universe", metavar="UNIVERSE",
                    help="a universe file, the name of a bundled one, or 'all' (every bundled one)")
@@ -67,6 +74,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mutations", action="store_true",
                    help="run every mutation and print the mutation score (killed / total)")
     p.add_argument("--no-symmetry", action="store_true", help="do not merge states of interchangeable clients")
+    p.add_argument("--jobs", type=_positive, default=None,
+                   help="explorations (policies, mutations) run side by side in this many processes "
+                        "(default: one per CPU)")
     p.add_argument("--max-states", type=_depth, default=None, help="stop after this many states")
     p.add_argument("--emit-scenario", metavar="FILE",
                    help="write the shortest counterexample as a scenario file that `ftlab run` replays")
@@ -148,24 +158,26 @@ def _explore_one(args: argparse.Namespace, universe: str) -> tuple[str, int, Any
                 raise ValueError
         except ValueError:
             raise InputError(f"not a number or 'all': {args.preemptions!r}", "--preemptions") from None
-    progress = _progress_printer()
+    FtraceModel(spec)  # bad input (an unknown function, clashing names) is reported here, not in a worker
+    jobs = args.jobs or os.cpu_count() or 1
     common = dict(symmetry=not args.no_symmetry, threads=args.threads, preemption_bound=pb,
-                  max_states=args.max_states, progress=progress)
-    reports = [explore(spec, p, args.depth, mutations=frozenset(args.mutation), **common) for p in policies]
+                  max_states=args.max_states)
+    todo = [(p, frozenset(args.mutation)) for p in policies]
+    if args.mutations:
+        todo += [(p, frozenset([m])) for p in policies for m in MUTATIONS if applies(m, p)]
+    progress = _progress_printer() if jobs == 1 or len(todo) == 1 else None
+    done = run_explorations(spec, args.depth, todo, common, jobs, progress)
+    reports = done[:len(policies)]
     score = None
     if args.mutations:
         score = {"per": {}, "killed": 0, "total": 0}
-        for p in policies:
+        for (p, muts), r in zip(todo[len(policies):], done[len(policies):]):
             base = reports[policies.index(p)]
-            for m in MUTATIONS:
-                if not applies(m, p):
-                    continue
-                r = explore(spec, p, args.depth, mutations=frozenset([m]), **common)
-                new = sorted(set(r.violated) - set(base.violated))
-                killed = bool(new)
-                score["per"][f"{p}:{m}"] = {"killed": killed, "new_violations": new}
-                score["killed"] += killed
-                score["total"] += 1
+            new = sorted(set(r.violated) - set(base.violated))
+            killed = bool(new)
+            score["per"][f"{p}:{next(iter(muts))}"] = {"killed": killed, "new_violations": new}
+            score["killed"] += killed
+            score["total"] += 1
     if progress is not None:
         sys.stderr.write("\r" + " " * 78 + "\r")
     if args.emit_scenario:
@@ -174,6 +186,25 @@ def _explore_one(args: argparse.Namespace, universe: str) -> tuple[str, int, Any
     status = 1 if (bad if score is None else score["killed"] < score["total"]) else 0
     doc = {"universe": source, "depth": args.depth, "policies": [_report_dict(r) for r in reports]}
     return render(source, spec, reports, args.depth), status, score, doc
+
+
+def _explore_job(job: tuple[Any, ...]) -> PolicyReport:
+    spec, depth, policy, mutations, common = job
+    return explore(spec, policy, depth, mutations=mutations, **common)
+
+
+def run_explorations(spec: UniverseSpec, depth: int, todo: list[tuple[str, frozenset[str]]],
+                     common: dict[str, Any], jobs: int, progress: Any = None) -> list[PolicyReport]:
+    """Explore ``spec`` once per (policy, mutations) of ``todo``, in order; with ``jobs`` > 1 in
+    that many forked processes side by side (each exploration is independent and deterministic,
+    so the reports are the same either way, but for their timings)."""
+    if jobs == 1 or len(todo) == 1:
+        return [explore(spec, p, depth, mutations=m, progress=progress, **common) for p, m in todo]
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(min(jobs, len(todo))) as pool:
+        return pool.map(_explore_job, [(spec, depth, p, m, common) for p, m in todo], chunksize=1)
 
 
 def _emit(reports: list[PolicyReport], path: str) -> None:
