@@ -222,3 +222,10 @@ def test_a_bad_universe_is_reported_before_any_worker_starts(tmp_path):
                  "  - livepatch: p1\n    funcs: [no_such_function_at_all]\n")
     p = ftlab("explore", str(u), "--policy", "all", "--jobs", "2")
     assert p.returncode == 2 and "no_such_function_at_all" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_max_runs_bounds_the_interleavings_of_a_group():
+    doc = json.loads(ftlab("explore", "livepatch-and-fexit", "--policy", "seed-v2", "--depth", "1",
+                           "--preemptions", "all", "--max-runs", "40", "--json").stdout)
+    group = doc["policies"][0]["concurrent"][0]
+    assert group["runs"] == 40 and group["complete"] is False

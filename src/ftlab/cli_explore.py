@@ -78,6 +78,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
                    help="explorations (policies, mutations) run side by side in this many processes "
                         "(default: one per CPU)")
     p.add_argument("--max-states", type=_depth, default=None, help="stop after this many states")
+    p.add_argument("--max-runs", type=_positive, default=5000,
+                   help="interleavings tried per concurrent group at most (default 5000)")
     p.add_argument("--emit-scenario", metavar="FILE",
                    help="write the shortest counterexample as a scenario file that `ftlab run` replays")
     add_json_option(p)
@@ -161,7 +163,7 @@ def _explore_one(args: argparse.Namespace, universe: str) -> tuple[str, int, Any
     FtraceModel(spec)  # bad input (an unknown function, clashing names) is reported here, not in a worker
     jobs = args.jobs or os.cpu_count() or 1
     common = dict(symmetry=not args.no_symmetry, threads=args.threads, preemption_bound=pb,
-                  max_states=args.max_states)
+                  max_states=args.max_states, max_runs=args.max_runs)
     todo = [(p, frozenset(args.mutation)) for p in policies]
     if args.mutations:
         todo += [(p, frozenset([m])) for p in policies for m in MUTATIONS if applies(m, p)]

@@ -62,15 +62,15 @@ class PolicyReport:
 
 def explore(spec: UniverseSpec, policy: str, depth: int | None, *, mutations: frozenset[str] = frozenset(),
             symmetry: bool = True, threads: int = 2, preemption_bound: int | None = 2,
-            max_states: int | None = None, progress: Callable[[dict[str, Any]], None] | None = None
-            ) -> PolicyReport:
+            max_states: int | None = None, max_runs: int = 5000,
+            progress: Callable[[dict[str, Any]], None] | None = None) -> PolicyReport:
     """Search ``spec`` under ``policy``: action orders up to ``depth``, then its concurrent groups."""
     model = FtraceModel(spec, policy=policy, mutations=mutations)
     checker = Checker(model).depth(depth).max_states(max_states).progress(progress)
     if symmetry:
         checker.symmetry(model.symmetry())
     result = checker.run()
-    groups = [interleave_group(model, g.after, g.together, preemption_bound) for g in spec.concurrent
+    groups = [interleave_group(model, g.after, g.together, preemption_bound, max_runs) for g in spec.concurrent
               if threads >= len(g.together)]
     return PolicyReport(policy, sorted(mutations), result, groups, model)
 
