@@ -70,3 +70,78 @@ def test_transition_properties_see_every_step():
     r = Checker(WithTransition()).run()
     cx = r.counterexample("no_wrap")
     assert cx.depth == 4 and cx.actions == ["a"] * 4
+
+
+# -- the search in several processes ---------------------------------------------------------------
+def _signature(r):
+    return (r.states, r.transitions, r.max_depth, r.complete, r.violation_counts,
+            {name: (cx.init, cx.path, cx.messages) for name, cx in r.violations.items()})
+
+
+class Grid:
+    """Three counters mod 5, with a transition property; large enough to share out."""
+
+    def init_states(self):
+        return [(0, 0, 0)]
+
+    def actions(self, s):
+        return ["a", "b", "c"]
+
+    def next_state(self, s, action):
+        i = "abc".index(action)
+        return tuple((v + 1) % 5 if j == i else v for j, v in enumerate(s)), {"wrapped": s[i] == 4}
+
+    def key(self, s):
+        return s
+
+    def properties(self):
+        return [Property("sum_below_10", "the counters sum to less than 10",
+                         lambda s: [f"sum {sum(s)}"] if sum(s) >= 10 else []),
+                Property("no_wrap", "no counter wraps", lambda b, a, s, info: ["wrapped"] if info["wrapped"] else [],
+                         kind="transition")]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("split_at", [1, 4, 1000])
+@pytest.mark.parametrize("config", ["plain", "depth", "max_states", "stop", "symmetry"])
+def test_workers_give_the_same_result_as_one_process(monkeypatch, workers, split_at, config):
+    import ftlab.explorer.checker as checker_mod
+
+    monkeypatch.setattr(checker_mod, "SPLIT_AT", split_at)
+
+    def build():
+        c = Checker(Grid())
+        if config == "depth":
+            c.depth(6)
+        elif config == "max_states":
+            c.max_states(40)
+        elif config == "stop":
+            c.stop_at_first()
+        elif config == "symmetry":
+            c.symmetry(lambda k: tuple(sorted(k)))
+        return c
+
+    one = build().run()
+    many = build().workers(workers).run()
+    assert _signature(many) == _signature(one)
+    assert one.states > 1
+
+
+class Failing(Grid):
+    def next_state(self, s, action):
+        if s == (2, 2, 2):
+            raise ValueError("model bug at (2, 2, 2)")
+        return super().next_state(s, action)
+
+
+def test_a_failing_worker_is_reported_not_waited_for(monkeypatch):
+    import ftlab.explorer.checker as checker_mod
+
+    monkeypatch.setattr(checker_mod, "SPLIT_AT", 1)
+    with pytest.raises((RuntimeError, ValueError), match=r"model bug at \(2, 2, 2\)"):
+        Checker(Failing()).workers(2).run()
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(ValueError):
+        Checker(Grid()).workers(0)

@@ -145,3 +145,18 @@ def test_counterexample_becomes_a_scenario_document():
     doc = counterexample_scenario(model, r.counterexample("bpf_programs_run"), "bpf_programs_run")
     assert doc["kernel"]["policy"] == "linux-6.1" and doc["check_invariants"] is True
     assert [list(s)[0] for s in doc["steps"]][:3] == ["livepatch", "bpf", "bpf"]
+
+
+@pytest.mark.parametrize("name,policy", [("three-functions-five-clients", "seed-v2"), ("sharing-walk", "linux-6.1"),
+                                         ("livepatch-and-fexit", "linux-6.1")])
+def test_two_processes_find_what_one_finds(monkeypatch, name, policy):
+    """The search shared out between processes (from the first layer on) gives the same states,
+    transitions, violation counts and shortest counterexamples as one process."""
+    import ftlab.explorer.checker as checker_mod
+
+    monkeypatch.setattr(checker_mod, "SPLIT_AT", 1)
+    one = explore(universe(name), policy, 5, threads=0).result
+    two = explore(universe(name), policy, 5, threads=0, workers=2).result
+    assert (two.states, two.transitions, two.violation_counts) == (one.states, one.transitions, one.violation_counts)
+    assert {n: [str(a) for a in cx.actions] for n, cx in two.violations.items()} == \
+        {n: [str(a) for a in cx.actions] for n, cx in one.violations.items()}

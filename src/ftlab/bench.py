@@ -208,7 +208,7 @@ def _populated_kernel():  # type: ignore[no-untyped-def]
 # -- the explorer -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ExploreFigure:
-    """States per second and peak memory of one exploration."""
+    """States per second and peak memory of one exploration (and states/s with ``workers`` processes)."""
 
     universe: str
     policy: str
@@ -218,42 +218,52 @@ class ExploreFigure:
     elapsed_s: float
     states_per_s: float
     peak_mib: float
+    workers: int
+    workers_states_per_s: float
 
     def as_dict(self) -> dict[str, object]:
         return {"universe": self.universe, "policy": self.policy, "depth": self.depth,
                 "states": self.states, "transitions": self.transitions,
                 "elapsed_s": round(self.elapsed_s, 3), "states_per_s": round(self.states_per_s, 1),
-                "peak_mib": round(self.peak_mib, 1)}
+                "peak_mib": round(self.peak_mib, 1), "workers": self.workers,
+                "workers_states_per_s": round(self.workers_states_per_s, 1)}
 
 
 def explore_figures(depth: int = 6, policy: str = "seed-v2") -> list[ExploreFigure]:
     """Action-order search of every bundled universe (no interleavings): speed and peak memory.
 
-    Each universe is explored twice: once timed, with nothing else running, and once under
-    ``tracemalloc`` for the peak of the memory the search allocates (tracing slows Python down
-    several times, so the two are never measured in the same run).
+    Each universe is explored three times: timed in one process, with nothing else running;
+    timed with the search shared out between one process per CPU (:meth:`Checker.workers`);
+    and once under ``tracemalloc`` for the peak of the memory the one-process search allocates
+    (tracing slows Python down several times, so it is never timed).
     """
+    import os
     import tracemalloc
 
     from .cli_explore import bundled_universes, resolve_universe
     from .explorer.explore import explore
 
+    workers = os.cpu_count() or 1
     out = []
     for name in bundled_universes():
         spec, _ = resolve_universe(name)
         r = explore(spec, policy, depth, threads=0).result
+        rw = explore(spec, policy, depth, threads=0, workers=workers).result if workers > 1 else r
         tracemalloc.start()
         explore(spec, policy, depth, threads=0)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         out.append(ExploreFigure(name, policy, depth, r.states, r.transitions, r.elapsed,
-                                 r.states_per_s, peak / 2**20))
+                                 r.states_per_s, peak / 2**20, workers, rw.states_per_s))
     return out
 
 
 def format_explore(figs: list[ExploreFigure]) -> str:
     w = max(len("universe"), *(len(f.universe) for f in figs))
-    lines = [f"{'universe':<{w}}  policy    depth  states  transitions  seconds  states/s  peak MiB\n"]
+    n = figs[0].workers if figs else 1
+    lines = [f"{'universe':<{w}}  policy    depth  states  transitions  seconds  states/s  "
+             f"states/s ({n} proc)  peak MiB\n"]
     lines += [f"{f.universe:<{w}}  {f.policy:<8}  {f.depth:>5}  {f.states:>6}  {f.transitions:>11}  "
-              f"{f.elapsed_s:>7.2f}  {f.states_per_s:>8.0f}  {f.peak_mib:>8.1f}\n" for f in figs]
+              f"{f.elapsed_s:>7.2f}  {f.states_per_s:>8.0f}  {f.workers_states_per_s:>{len(f'states/s ({n} proc)')}.0f}  "
+              f"{f.peak_mib:>8.1f}\n" for f in figs]
     return "".join(lines)

@@ -75,8 +75,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
                    help="run every mutation and print the mutation score (killed / total)")
     p.add_argument("--no-symmetry", action="store_true", help="do not merge states of interchangeable clients")
     p.add_argument("--jobs", type=_positive, default=None,
-                   help="explorations (policies, mutations) run side by side in this many processes "
-                        "(default: one per CPU)")
+                   help="processes: explorations (policies, mutations) run side by side, or a single "
+                        "one shares out its search (default: one per CPU)")
     p.add_argument("--max-states", type=_depth, default=None, help="stop after this many states")
     p.add_argument("--max-runs", type=_positive, default=5000,
                    help="interleavings tried per concurrent group at most (default 5000)")
@@ -198,10 +198,11 @@ def _explore_job(job: tuple[Any, ...]) -> PolicyReport:
 def run_explorations(spec: UniverseSpec, depth: int, todo: list[tuple[str, frozenset[str]]],
                      common: dict[str, Any], jobs: int, progress: Any = None) -> list[PolicyReport]:
     """Explore ``spec`` once per (policy, mutations) of ``todo``, in order; with ``jobs`` > 1 in
-    that many forked processes side by side (each exploration is independent and deterministic,
-    so the reports are the same either way, but for their timings)."""
+    that many forked processes side by side, or, for a single exploration, with the search itself
+    shared out between ``jobs`` processes (:meth:`Checker.workers`). Each exploration is
+    deterministic, so the reports are the same either way, but for their timings."""
     if jobs == 1 or len(todo) == 1:
-        return [explore(spec, p, depth, mutations=m, progress=progress, **common) for p, m in todo]
+        return [explore(spec, p, depth, mutations=m, progress=progress, workers=jobs, **common) for p, m in todo]
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")

@@ -73,7 +73,7 @@ Schemas are closed (``additionalProperties: false``): a new field needs a schema
 
   (``explore all``: ``"universes": [{"universe", "depth", "policies"}]`` instead of the first three.)
   ``bench --explore DEPTH`` adds ``"explore": [{"universe", "policy", "depth", "states",
-  "transitions", "elapsed_s", "states_per_s", "peak_mib"}]``.
+  "transitions", "elapsed_s", "states_per_s", "peak_mib", "workers", "workers_states_per_s"}]``.
 
 ``preflight``::
 
@@ -236,6 +236,7 @@ BENCH: dict[str, Any] = _document("bench", {
         "universe": {"type": "string"}, "policy": {"enum": POLICIES}, "depth": _NAT, "states": _NAT,
         "transitions": _NAT, "elapsed_s": {"type": "number", "minimum": 0},
         "states_per_s": {"type": "number", "minimum": 0}, "peak_mib": {"type": "number", "minimum": 0},
+        "workers": {"type": "integer", "minimum": 1}, "workers_states_per_s": {"type": "number", "minimum": 0},
     })},
 }, optional=("explore",))
 

@@ -62,11 +62,12 @@ class PolicyReport:
 
 def explore(spec: UniverseSpec, policy: str, depth: int | None, *, mutations: frozenset[str] = frozenset(),
             symmetry: bool = True, threads: int = 2, preemption_bound: int | None = 2,
-            max_states: int | None = None, max_runs: int = 5000,
+            max_states: int | None = None, max_runs: int = 5000, workers: int = 1,
             progress: Callable[[dict[str, Any]], None] | None = None) -> PolicyReport:
-    """Search ``spec`` under ``policy``: action orders up to ``depth``, then its concurrent groups."""
+    """Search ``spec`` under ``policy``: action orders up to ``depth`` (in ``workers`` processes),
+    then its concurrent groups."""
     model = FtraceModel(spec, policy=policy, mutations=mutations)
-    checker = Checker(model).depth(depth).max_states(max_states).progress(progress)
+    checker = Checker(model).depth(depth).max_states(max_states).progress(progress).workers(workers)
     if symmetry:
         checker.symmetry(model.symmetry())
     result = checker.run()
