@@ -48,6 +48,27 @@ def test_a_busy_state_with_every_client_satisfies_every_invariant():
     assert check_all(run.k) == []
 
 
+def test_check_all_simulates_each_call_once_and_agrees_with_each_invariant_alone(monkeypatch):
+    """The call invariants share one Caller in check_all: fa (live patch + fexit + tracer) and fc
+    (live patch + kprobe) are each simulated once, with the same verdicts as one by one."""
+    from ftlab.model import calls
+
+    run = Run(small_kernel())
+    run(tracer.set_ftrace_filter, "fa")
+    run(tracer.current_tracer, "function")
+    run(lp.livepatch_enable, "p1", ["fa", "fc"])
+    run(kp.register_kprobe, "fc")
+    run(bpf_attach, BpfProgram("p", "fexit", "fa"))
+    seen = []
+    real = calls.call_pure
+    monkeypatch.setattr(calls, "call_pure", lambda k, name, sympos=0: seen.append(name) or real(k, name, sympos))
+    shared = check_all(run.k)
+    assert sorted(seen) == ["fa", "fc"]
+    alone = [f"{inv.name}: {v}" for inv in INVARIANTS for v in inv(run.k)]
+    assert shared == alone
+    assert len(seen) > 2
+
+
 def test_check_all_selects_invariants_by_name():
     k = small_kernel()
     k.locks["ftrace_lock"] = "task"

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 from ..errors import InputError, KernelOops
 from ..model.catalogue import Catalogue
 from ..model.errno import errno_name
-from ..model.invariants import INVARIANTS
+from ..model.invariants import INVARIANTS, Caller
 from ..model._copy import clone
 from ..model.kernel import Kernel
 from ..scenario.runner import _Run
@@ -162,15 +162,23 @@ def _stable(obj: Any) -> Any:
 class World:
     """A state of the explored system: the kernel (with its client subsystems) and which clients are on."""
 
-    __slots__ = ("run", "on")
+    __slots__ = ("run", "on", "_caller")
 
     def __init__(self, run: _Run, on: frozenset[str]) -> None:
         self.run = run
         self.on = on
+        self._caller: Caller | None = None
 
     @property
     def k(self) -> Kernel:
         return self.run.k
+
+    def caller(self) -> Caller:
+        """The calls simulated for this state's invariants, each once (a world is not changed
+        once built: actions apply to copies)."""
+        if self._caller is None:
+            self._caller = Caller(self.run.k)
+        return self._caller
 
     def __deepcopy__(self, memo: dict) -> "World":
         return World(clone(self.run, memo), self.on)
@@ -331,7 +339,7 @@ class FtraceModel:
         return (w.k.full_key(), w.on, len(w.k.warnings), w.k.ftrace_disabled)
 
     def properties(self) -> list[Property]:
-        props = [Property(inv.name, inv.doc, (lambda w, c=inv.check: c(w.k))) for inv in INVARIANTS]
+        props = [Property(inv.name, inv.doc, (lambda w, inv=inv: inv(w.k, w.caller()))) for inv in INVARIANTS]
 
         def refusal_unchanged(before: World, action: Action, after: World, info: dict) -> list[str]:
             if info["result"] in ("ok", "Oops"):

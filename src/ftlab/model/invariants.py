@@ -44,14 +44,19 @@ MAX_CALLS = 64
 
 @dataclass(frozen=True)
 class Invariant:
-    """A named property of a state: ``check(k)`` returns the violations (empty when it holds)."""
+    """A named property of a state: ``check(k)`` returns the violations (empty when it holds).
+
+    ``calls``: the check simulates calls and takes ``caller=`` (a :class:`Caller`), so that the
+    invariants checked on one state together simulate each call once (:func:`check_all`).
+    """
 
     name: str
     doc: str
-    check: Callable[[Kernel], list[str]]
+    check: Callable[..., list[str]]
+    calls: bool = False
 
-    def __call__(self, k: Kernel) -> list[str]:
-        return self.check(k)
+    def __call__(self, k: Kernel, caller: "Caller | None" = None) -> list[str]:
+        return self.check(k, caller=caller) if self.calls else self.check(k)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,17 +83,23 @@ def _covered_ips(k: Kernel, op: ftrace_ops) -> Iterable[int] | None:
     return [ip for ip in h.filter_hash if ip not in notrace]  # type: ignore[union-attr]
 
 
-class _Caller:
-    """calls.call_pure on ``k``: a call may log a WARN (or, through FTRACE_WARN_ON, kill
-    ftrace); call_pure undoes that, so the checked state stays untouched."""
+class Caller:
+    """calls.call_pure on ``k``, each (function, sympos) simulated once: a call may log a WARN
+    (or, through FTRACE_WARN_ON, kill ftrace); call_pure undoes that, so the checked state stays
+    untouched and a second call of the same function would trace the same. Valid while ``k`` is
+    not changed."""
 
     def __init__(self, k: Kernel) -> None:
         self.k = k
+        self.memo: dict[tuple[str, int], Any] = {}
 
     def __call__(self, name: str, sympos: int = 0) -> Any:
         from .calls import call_pure  # imported lazily: calls imports the ftrace core only
 
-        return call_pure(self.k, name, sympos)
+        trace = self.memo.get((name, sympos))
+        if trace is None:
+            trace = self.memo[(name, sympos)] = call_pure(self.k, name, sympos)
+        return trace
 
 
 def _sympos(k: Kernel, ip: int) -> tuple[str, int]:
@@ -220,12 +231,12 @@ def _orig_call_skipped(trace: Any) -> bool:
     return any(kind == "orig_call" and detail.startswith("skipped") for kind, detail in trace.events)
 
 
-def check_livepatch_body(k: Kernel) -> list[str]:
+def check_livepatch_body(k: Kernel, caller: Caller | None = None) -> list[str]:
     """A live-patched function not in transition runs the top patch's new function (original for a nop)."""
     st = k.subsys.get("klp")
     if st is None or k.ftrace_disabled:
         return []
-    caller = _Caller(k)
+    caller = caller or Caller(k)
     out: list[str] = []
     for ops in st.ops[:MAX_CALLS]:
         if not ops.func_stack:
@@ -245,12 +256,12 @@ def check_livepatch_body(k: Kernel) -> list[str]:
     return out
 
 
-def check_bpf_programs_run(k: Kernel) -> list[str]:
+def check_bpf_programs_run(k: Kernel, caller: Caller | None = None) -> list[str]:
     """Every attached BPF program runs when its function is called (fmod_ret: up to the first non-zero)."""
     st = k.subsys.get("bpf")
     if st is None or k.ftrace_disabled:
         return []
-    caller = _Caller(k)
+    caller = caller or Caller(k)
     out: list[str] = []
     by_target: dict[tuple[str, int], list[Any]] = {}
     for prog in getattr(st, "links", {}):
@@ -278,12 +289,12 @@ def check_bpf_programs_run(k: Kernel) -> list[str]:
     return out
 
 
-def check_kprobes_fire(k: Kernel) -> list[str]:
+def check_kprobes_fire(k: Kernel, caller: Caller | None = None) -> list[str]:
     """Every registered kprobe's pre_handler (and post_handler, if any) runs when its function is called."""
     st = k.subsys.get("kprobes")
     if st is None or k.ftrace_disabled:
         return []
-    caller = _Caller(k)
+    caller = caller or Caller(k)
     out: list[str] = []
     by_addr: dict[int, list[Any]] = {}
     for p in st.probes.values():
@@ -303,7 +314,7 @@ def check_kprobes_fire(k: Kernel) -> list[str]:
     return out
 
 
-def check_tracer_records(k: Kernel) -> list[str]:
+def check_tracer_records(k: Kernel, caller: Caller | None = None) -> list[str]:
     """With current_tracer=function, calls of functions the filter selects are recorded."""
     st = k.subsys.get("tracer")
     if st is None or st.current_tracer != "function" or k.ftrace_disabled:
@@ -319,7 +330,7 @@ def check_tracer_records(k: Kernel) -> list[str]:
         candidates = shared + [ip for ip in first if ip not in shared]
     else:
         candidates = list(ips)
-    caller = _Caller(k)
+    caller = caller or Caller(k)
     out: list[str] = []
     for ip in candidates[:MAX_CALLS]:
         if not ftrace_ops_test(k, op, ip):
@@ -331,12 +342,12 @@ def check_tracer_records(k: Kernel) -> list[str]:
     return out
 
 
-def check_direct_client_runs(k: Kernel) -> list[str]:
+def check_direct_client_runs(k: Kernel, caller: Caller | None = None) -> list[str]:
     """A loaded direct-call sample's trampoline runs for each of its functions."""
     st = k.subsys.get("direct_client")
     if st is None or k.ftrace_disabled:
         return []
-    caller = _Caller(k)
+    caller = caller or Caller(k)
     out: list[str] = []
     for mod in st.modules.values():
         tramp = str(mod.tramp).partition("#")[0]
@@ -362,15 +373,15 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant("no_warn", "no WARN or BUG was recorded and ftrace is alive", check_no_warn),
     Invariant("livepatch_body",
               "an enabled live patch out of transition is the body that runs",
-              check_livepatch_body),
+              check_livepatch_body, calls=True),
     Invariant("bpf_programs_run", "every attached BPF program runs when its function is called",
-              check_bpf_programs_run),
+              check_bpf_programs_run, calls=True),
     Invariant("kprobes_fire", "every registered kprobe fires when its function is called",
-              check_kprobes_fire),
+              check_kprobes_fire, calls=True),
     Invariant("tracer_records", "the function tracer records the functions its filter selects",
-              check_tracer_records),
+              check_tracer_records, calls=True),
     Invariant("direct_client_runs", "a loaded direct-call sample's trampoline runs for its functions",
-              check_direct_client_runs),
+              check_direct_client_runs, calls=True),
 )
 
 BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in INVARIANTS}
@@ -379,13 +390,14 @@ BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in INVARIANTS}
 def check_all(k: Kernel, names: Iterable[str] | None = None) -> list[str]:
     """Run the invariants (all, or those named) and return ``"<name>: <violation>"`` lines."""
     selected = INVARIANTS if names is None else tuple(BY_NAME[n] for n in names)
+    caller = Caller(k)
     out: list[str] = []
     for inv in selected:
-        out.extend(f"{inv.name}: {v}" for v in inv.check(k))
+        out.extend(f"{inv.name}: {v}" for v in inv(k, caller))
     return out
 
 
-__all__ = ["Invariant", "INVARIANTS", "BY_NAME", "check_all", "check_ipmodify_exclusive",
+__all__ = ["Invariant", "Caller", "INVARIANTS", "BY_NAME", "check_all", "check_ipmodify_exclusive",
            "check_rec_counts", "check_direct_records", "check_no_locks", "check_no_warn",
            "check_livepatch_body", "check_bpf_programs_run", "check_kprobes_fire",
            "check_tracer_records", "check_direct_client_runs"]
