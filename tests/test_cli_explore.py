@@ -229,3 +229,23 @@ def test_max_runs_bounds_the_interleavings_of_a_group():
                            "--preemptions", "all", "--max-runs", "40", "--json").stdout)
     group = doc["policies"][0]["concurrent"][0]
     assert group["runs"] == 40 and group["complete"] is False
+
+
+def test_a_deadlock_is_shown_as_stretches_of_each_task_with_its_lock_points():
+    p = ftlab("explore", "livepatch-and-fexit", "--policy", "seed-v2", "--depth", "1",
+              "--mutation", "ops-func-blocking-lock")
+    text = p.stdout
+    assert "31 runs: attach fx: unfinished, enable p1: unfinished DEADLOCK" in text
+    assert "    2. attach fx: start ... lock tr->mutex[6442450945] (6 points)\n" in text
+    assert "    3. enable p1: lock klp_mutex ... call ops_func ENABLE (9 points)\n" in text
+
+
+def test_an_invariant_broken_by_an_interleaving_comes_with_the_call_trace(tmp_path):
+    doc = json.loads(ftlab("explore", "livepatch-and-fexit", "--policy", "seed-v2", "--depth", "1",
+                           "--mutation", "no-orig-stack", "--json").stdout)
+    bad = doc["policies"][0]["concurrent"][0]["bad"][0]
+    assert bad["kind"] == "invariant" and bad["detail"].startswith("livepatch_body: cmdline_proc_show")
+    assert [s["task"] for s in bad["segments"]] == ["enable p1", "attach fx"]
+    assert sum(s["points"] for s in bad["segments"]) == len(bad["order"])
+    events = bad["traces"]["cmdline_proc_show"]
+    assert {"kind": "body", "detail": "cmdline_proc_show (original) returns 0"} in events

@@ -5,7 +5,8 @@ JSON (``--json``), format 1: ``{"format": 1, "command": "explore", "universe", "
 "complete", "violations": {name: {"count", "depth", "actions": [label], "messages",
 "steps": [{"action", "result", "changes": [str]}], "traces": {function: [{"kind", "detail"}]}}},
 "concurrent": [{"after", "together", "runs", "complete", "outcomes", "bad": [{"kind", "detail",
-"order", "schedule", "results"}]}]}], "mutation_score": null | {"killed", "total", "per": {...}}}``.
+"order", "schedule", "segments": [{"task", "points", "from", "to"}], "traces", "results"}]}]}],
+"mutation_score": null | {"killed", "total", "per": {...}}}``.
 Exit: 0 nothing violated (or, with ``--mutations``, every mutation killed), 1 a violation (or a
 surviving mutation), 2 bad input.
 """
@@ -293,5 +294,12 @@ def render(source: str, spec: UniverseSpec, reports: list[PolicyReport], depth: 
                     f" ERROR {o['error']}" if o["error"] else "")
                 out.append(f"  {o['runs']:>5} runs: {res_txt}{extra}\n")
             for b in g.bad:
-                out.append(f"  {b['kind']}: {b['detail']}\n    order: {' -> '.join(b['order'])}\n")
+                out.append(f"  {b['kind']}: {b['detail']}\n")
+                for i, seg in enumerate(b["segments"], 1):
+                    span = seg["from"] if seg["points"] == 1 else f"{seg['from']} ... {seg['to']}"
+                    out.append(f"    {i}. {seg['task']}: {span} ({seg['points']} point{'s' * (seg['points'] != 1)})\n")
+                out.append(f"    results: {', '.join(f'{n}: {r}' for n, r in b['results'].items())}\n")
+                for func, events in b["traces"].items():
+                    out.append(f"    then a call of {func}:\n")
+                    out.extend(f"       {e['kind']} {e['detail']}\n" for e in events)
     return "".join(out)

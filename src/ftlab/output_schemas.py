@@ -68,7 +68,10 @@ Schemas are closed (``additionalProperties: false``): a new field needs a schema
                                          "steps": [{"action": str, "result": str, "changes": [str]}],
                                          "traces": {FUNCTION: [{"kind": str, "detail": str}]}}},
                    "concurrent": [{"after": [str], "together": [str], "runs": int, "complete": bool,
-                                   "elapsed_s": num, "outcomes": [...], "bad": [...]}]}],
+                                   "elapsed_s": num, "outcomes": [...],
+                                   "bad": [{"kind", "detail", "order", "schedule",
+                                            "segments": [{"task", "points", "from", "to"}],
+                                            "traces": {FUNCTION: [...]}, "results"}]}]}],
      "mutation_score": null | {"killed": int, "total": int, "per": {"POLICY:MUTATION": {...}}}}
 
   (``explore all``: ``"universes": [{"universe", "depth", "policies"}]`` instead of the first three.)
@@ -240,12 +243,13 @@ BENCH: dict[str, Any] = _document("bench", {
     })},
 }, optional=("explore",))
 
+_TRACES = {"type": "object", "additionalProperties": {"type": "array", "items": _obj({
+    "kind": {"type": "string"}, "detail": {"type": "string"}})}}
 _VIOLATION = _obj({
     "count": _NAT, "depth": _NAT, "actions": _STRS, "messages": _STRS,
     "steps": {"type": "array", "items": _obj({"action": {"type": "string"}, "result": {"type": "string"},
                                               "changes": _STRS})},
-    "traces": {"type": "object", "additionalProperties": {"type": "array", "items": _obj({
-        "kind": {"type": "string"}, "detail": {"type": "string"}})}},
+    "traces": _TRACES,
 })
 _GROUP = _obj({
     "after": _STRS, "together": _STRS, "runs": _NAT, "complete": {"type": "boolean"},
@@ -257,6 +261,9 @@ _GROUP = _obj({
     "bad": {"type": "array", "items": _obj({
         "kind": {"enum": ["deadlock", "livelock", "model_error", "invariant"]}, "detail": {"type": "string"},
         "order": _STRS, "schedule": {"type": "array", "items": _NAT},
+        "segments": {"type": "array", "items": _obj({"task": {"type": "string"}, "points": _POS,
+                                                     "from": {"type": "string"}, "to": {"type": "string"}})},
+        "traces": _TRACES,
         "results": {"type": "object", "additionalProperties": {"type": "string"}}})},
 })
 _EXPLORE_POLICY = _obj({

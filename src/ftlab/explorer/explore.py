@@ -112,15 +112,27 @@ def interleave_group(model: FtraceModel, after: list[str], together: list[str],
         if kind in seen:
             continue
         seen.add(kind)
+        segments = [{"task": task, "points": len(points), "from": points[0], "to": points[-1]}
+                    for task, points in run.segments()]
+        traces: dict[str, list[dict[str, str]]] = {}
+        if kind == "invariant" and run.kernel is not None:
+            from ..model.calls import call_pure
+            for f in [f for f in model.spec.functions if f in detail][:1]:
+                traces[f] = [{"kind": kd, "detail": d} for kd, d in call_pure(run.kernel, f).events]
         bad.append({"kind": kind, "detail": detail, "order": run.order(), "schedule": list(run.schedule),
+                    "segments": segments, "traces": traces,
                     "results": {n: _errno(r) for n, r in run.results.items()}})
     return GroupReport(after, together, ex.runs, ex.complete, time.perf_counter() - t0, outcomes, bad)
 
 
 def _errno(r: Any) -> str:
+    """A task's answer as text: an errno name, or "unfinished" for a task a deadlock, livelock
+    or model error left without one."""
     from ..model.errno import errno_name
     if isinstance(r, tuple):
         r = r[0]
+    if r is None:
+        return "unfinished"
     return errno_name(r) if isinstance(r, int) else str(r)
 
 

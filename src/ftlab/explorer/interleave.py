@@ -54,6 +54,8 @@ class Run:
     error: str | None = None
     violations: list[str] = field(default_factory=list)
     kernel: Kernel | None = None
+    #: per decision: (task, what it does next: start | lock | trylock | unlock | call, lock or callee)
+    steps: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     @property
     def bad(self) -> bool:
@@ -62,6 +64,18 @@ class Run:
     def order(self) -> list[str]:
         """Which task ran after each decision."""
         return [names[i] for names, i in self.decisions]
+
+    def segments(self) -> list[tuple[str, list[str]]]:
+        """The run as stretches of one task: (task, the points it passed, ``"lock ftrace_lock"``...).
+        A stretch's first point is where the task starts, or resumes after a switch."""
+        out: list[tuple[str, list[str]]] = []
+        for task, op, what in self.steps:
+            point = op if what is None else f"{op} {what}"
+            if out and out[-1][0] == task:
+                out[-1][1].append(point)
+            else:
+                out.append((task, [point]))
+        return out
 
 
 class _TaskState:
@@ -195,6 +209,7 @@ class Interleaver:
                 decisions.append((tuple(t.name for t in enabled), idx))
                 chosen.append(idx)
                 t = enabled[idx]
+                run.steps.append((t.name, *t.pending))
                 self._resume(t)
                 last = t
                 if t.done and t.error is not None:
@@ -260,7 +275,8 @@ def explore_interleavings(make: Callable[[], tuple[Kernel, list[Task]]],
         if not (run.deadlock or run.livelock or run.error) and check is not None:
             run.violations = check(k, run)
         run.kernel = k
-        key = (tuple(sorted((n, r if isinstance(r, int) else str(r)) for n, r in run.results.items())), bool(run.deadlock),
+        key = (tuple(sorted((n, r if r is None or isinstance(r, int) else str(r)) for n, r in run.results.items())),
+               bool(run.deadlock),
                bool(run.livelock), run.error)
         ex.outcomes[key] = ex.outcomes.get(key, 0) + 1
         if run.bad:
