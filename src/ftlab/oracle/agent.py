@@ -647,13 +647,13 @@ class Scenario:
     # -- snapshot (ftlab preflight tests) ---------------------------------------------------------
     def snapshot(self, st: dict) -> str:
         """Run ``st["script"]`` (ftlab's stdlib-only snapshot.py) in-process, write its JSON to
-        ``st["path"]``; then, if ``st["wait_for"]`` is set, wait up to ``st["wait_s"]`` for that file
+        ``st["path"]`` (BPF links through bpftool if ``st["use_bpftool"]``, else fdinfo); then, if ``st["wait_for"]`` is set, wait up to ``st["wait_s"]`` for that file
         to appear (the host writes it once it has answered from the snapshot)."""
         import importlib.util
         spec = importlib.util.spec_from_file_location("ftlab_snapshot", st["script"])
         mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         spec.loader.exec_module(mod)  # type: ignore[union-attr]
-        mod.write_snapshot(mod.take_snapshot(use_bpftool=False), st["path"])
+        mod.write_snapshot(mod.take_snapshot(use_bpftool=bool(st.get("use_bpftool"))), st["path"])
         if st.get("wait_for"):
             end = time.monotonic() + float(st.get("wait_s", 60))
             while not os.path.exists(st["wait_for"]):

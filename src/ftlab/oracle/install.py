@@ -2,7 +2,8 @@
 
 What is needed: QEMU (``qemu-system-x86``), the newest ``linux-image-6.1.*-amd64`` that is
 installed or installable and *its* ``linux-headers`` (the kbuild tree for the modules), a static
-busybox (``busybox-static``, the guest's /init and tools), and a compiler (``gcc``, ``make``).
+busybox (``busybox-static``, the guest's /init and tools), a compiler (``gcc``, ``make``), and
+``bpftool`` (the guest runs the host's, for snapshots that read BPF links through it).
 The kernel version is discovered (``/boot/vmlinuz-6.1*``), never hard-coded: Debian bumps the
 ABI number (…-56, …-57) over time.
 
@@ -82,6 +83,8 @@ def _tool_missing() -> list[str]:
         need.append("gcc")
     if not shutil.which("make"):
         need.append("make")
+    if not (shutil.which("bpftool") or os.path.exists("/usr/sbin/bpftool")):
+        need.append("bpftool")  # the guest's snapshots read BPF links through it (tests/test_snapshot_bpftool.py)
     return need
 
 
