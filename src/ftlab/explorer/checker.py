@@ -128,8 +128,8 @@ class Checker(Generic[S, A]):
         self._workers = 1
 
     def workers(self, n: int) -> "Checker[S, A]":
-        """Search with ``n`` processes (forked; each layer's transitions are shared out between
-        them). The result is the same as with one, but for the timings."""
+        """Search with ``n`` forked processes that share out the frontier (:meth:`_run_parallel`).
+        The result is the same as with one, but for the timings."""
         if n < 1:
             raise ValueError("workers must be 1 or more")
         self._workers = n
@@ -170,122 +170,23 @@ class Checker(Generic[S, A]):
         old = gc.get_threshold()
         gc.set_threshold(GC_GEN0_THRESHOLD, old[1], old[2])
         try:
-            return self._run() if self._workers == 1 else self._run_parallel()
+            return self._search(0, 1, []) if self._workers == 1 else self._run_parallel()
         finally:
             gc.set_threshold(*old)
 
-    def _run(self) -> Result[S, A]:
-        model = self.model
-        props = [p for p in model.properties() if self._props is None or p.name in self._props]
-        always = [p for p in props if p.kind == "always"]
-        trans = [p for p in props if p.kind == "transition"]
-        canon = self._symmetry
-        res: Result[S, A] = Result(model, depth_bound=self._depth)
-        t0 = time.perf_counter()
-        parent: list[int] = []
-        via: list[int] = []
-        root: list[int] = []
-        seen: set[Hashable] = set()
-        frontier: list[tuple[S, int]] = []
-
-        def path_of(node: int) -> tuple[int, list[int]]:
-            p = []
-            while parent[node] >= 0:
-                p.append(via[node])
-                node = parent[node]
-            return root[node], list(reversed(p))
-
-        def record(name: str, node: int, msgs: list[str], extra_action: int | None = None) -> None:
-            res.violation_counts[name] = res.violation_counts.get(name, 0) + 1
-            if name in res.violations:
-                return
-            init, p = path_of(node)
-            if extra_action is not None:
-                p.append(extra_action)
-            state = model.init_states()[init]
-            acts = []
-            for idx in p:
-                a = model.actions(state)[idx]
-                acts.append(a)
-                nxt = model.next_state(state, a)
-                if nxt is None:
-                    break
-                state = nxt[0]
-            res.violations[name] = Counterexample(name, init, p, acts, msgs)
-
-        def visit(state: S, par: int, act: int, init: int) -> int | None:
-            k = model.key(state)
-            if canon is not None:
-                k = canon(k)
-            if k in seen:
-                return None
-            seen.add(k)
-            node = len(parent)
-            parent.append(par)
-            via.append(act)
-            root.append(init)
-            res.states += 1
-            for p in always:
-                msgs = p.check(state)
-                if msgs:
-                    record(p.name, node, msgs)
-            return node
-
-        for i, s in enumerate(model.init_states()):
-            node = visit(s, -1, -1, i)
-            if node is not None:
-                frontier.append((s, node))
-        depth = 0
-        while frontier:
-            if self._depth is not None and depth >= self._depth:
-                break
-            if self._stop_at_first and res.violations:
-                res.complete = False
-                break
-            nxt_frontier: list[tuple[S, int]] = []
-            for state, node in frontier:
-                for idx, action in enumerate(model.actions(state)):
-                    out = model.next_state(state, action)
-                    if out is None:
-                        continue
-                    res.transitions += 1
-                    after, info = out
-                    for p in trans:
-                        msgs = p.check(state, action, after, info)
-                        if msgs:
-                            record(p.name, node, msgs, extra_action=idx)
-                    child = visit(after, node, idx, root[node])
-                    if child is not None:
-                        nxt_frontier.append((after, child))
-                    if self._max_states is not None and res.states >= self._max_states:
-                        res.complete = False
-                        nxt_frontier = []
-                        break
-                if self._max_states is not None and res.states >= self._max_states:
-                    break
-            depth += 1
-            if nxt_frontier:
-                res.max_depth = depth
-            frontier = nxt_frontier
-            if self._progress is not None:
-                el = time.perf_counter() - t0
-                self._progress({"states": res.states, "depth": depth, "frontier": len(frontier),
-                                "states_per_s": res.states / el if el else 0.0})
-        res.elapsed = time.perf_counter() - t0
-        return res
-
     # -- the same search in several processes -----------------------------------------------------
     def _run_parallel(self) -> Result[S, A]:
-        """:meth:`_run` shared out between :meth:`workers` processes, with the same result.
+        """The search shared out between :meth:`workers` processes, with the sequential result.
 
-        Every process holds the whole frontier. In each layer, process ``r`` of ``n`` computes the
-        transitions ``(position in the frontier, action index)`` with ``(position + index) % n ==
-        r``; the processes swap the keys (and transition-property messages) of what they computed,
-        and each merges all of them in the order the sequential search would meet them, so all
-        agree on which states are new and number them alike. A process then rebuilds the new
-        states that others computed (one transition each, the model being deterministic), and
-        checks the always-properties of every ``n``-th new state; the messages are swapped again.
-        Only the first process (this one) records counterexamples and builds the result.
+        While the frontier is small (under :data:`SPLIT_AT` states per process) every process runs
+        the search alike. Then process ``r`` of ``n`` keeps every ``n``-th state of the frontier
+        and, from there on, the new states it reaches itself: per layer it computes the
+        transitions of its states and sends their keys (and transition-property messages) to the
+        first process, which keeps the visited set, merges everything in the order the sequential
+        search would meet it (by state number, then action), numbers the new states and says
+        which ones each process keeps. Each process checks the always-properties of the states it
+        keeps and sends the messages back. Only the first process (this one) records
+        counterexamples and builds the result.
         """
         import multiprocessing
 
@@ -389,7 +290,8 @@ class Checker(Generic[S, A]):
                 self._progress({"states": res.states, "depth": depth, "frontier": width,
                                 "states_per_s": res.states / el if el else 0.0})
 
-        # Phase 1, while the frontier is small: every process runs the whole search alike.
+        # Phase 1 (the whole search when n == 1; else while the frontier is small): every process
+        # runs the search alike.
         frontier: list[tuple[S, int]] = []
         for i, s in enumerate(model.init_states()):
             k = key_of(s)
@@ -402,7 +304,7 @@ class Checker(Generic[S, A]):
                 frontier.append((s, node))
         depth = 0
         go = True
-        while frontier and len(frontier) < SPLIT_AT * n:
+        while frontier and (n == 1 or len(frontier) < SPLIT_AT * n):
             if self._depth is not None and depth >= self._depth:
                 go = False
                 break
