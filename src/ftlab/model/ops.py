@@ -82,9 +82,21 @@ class ftrace_ops:
         return new
 
     def key(self) -> tuple:
-        """Hashable value of this ops (canonical state forms)."""
+        """Hashable value of this ops (canonical state forms), including the state of the object
+        ``private`` points at (a BPF trampoline, a klp_ops): a registered ops can outlive that
+        object's place in its subsystem's tables (a trampoline put while ftrace is dead and its
+        fops stays registered), and what it still does through it must tell states apart."""
+        p = self.private
+        if p is None:
+            pk: Any = None
+        elif hasattr(p, "key_tuple"):
+            pk = p.key_tuple()
+        elif hasattr(p, "key"):
+            pk = p.key()
+        else:
+            pk = repr(p)
         return (self.name, self.flags, self.func, self.trampoline, self.hash.key(),
-                self.ops_func is not None)
+                self.ops_func is not None, pk)
 
 
 __all__ = ["ftrace_ops", "Addr", "OpsFunc", "EMPTY_HASH"]
