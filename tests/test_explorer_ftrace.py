@@ -160,3 +160,28 @@ def test_two_processes_find_what_one_finds(monkeypatch, name, policy):
     assert (two.states, two.transitions, two.violation_counts) == (one.states, one.transitions, one.violation_counts)
     assert {n: [str(a) for a in cx.actions] for n, cx in two.violations.items()} == \
         {n: [str(a) for a in cx.actions] for n, cx in one.violations.items()}
+
+
+def test_an_oops_ends_the_world_and_the_search_goes_on_elsewhere():
+    """With calls, 6.1 reaches the oops of bpf_trampoline_update (the fops of a trampoline put
+    while ftrace was dead); that world has no next action, as a scenario run stops there."""
+    spec = universe("fmod-ret-and-patch").model_copy(update={"calls": True})
+    rep = explore(spec, "linux-6.1", 8, threads=0)
+    cx = rep.result.counterexample("no_oops")
+    assert cx.depth == 7 and str(cx.actions[-1]) == "disable p1"
+    oopsed = rep.result.replay(cx)[-1]
+    assert oopsed.ended == "Oops" and rep.model.actions(oopsed) == []
+    assert "no_model_error" not in rep.result.violations
+
+
+def test_a_model_error_is_a_counterexample_not_a_crash(monkeypatch):
+    from ftlab.errors import ModelError
+    from ftlab.model.clients import kprobes
+
+    def broken(k, *args, **kw):
+        raise ModelError("lock misuse in a broken model")
+
+    monkeypatch.setattr(kprobes, "register_kprobe", broken)
+    rep = explore(universe("direct-client-kprobe-tracer"), "linux-6.1", 3, threads=0)
+    cx = rep.result.counterexample("no_model_error")
+    assert cx.depth == 1 and cx.messages == [f"{cx.actions[0]}: lock misuse in a broken model"]

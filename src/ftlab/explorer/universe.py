@@ -27,7 +27,7 @@ from typing import Annotated, Any, Callable, Hashable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from ..errors import InputError, KernelOops
+from ..errors import InputError, KernelOops, ModelError
 from ..model.catalogue import Catalogue
 from ..model.errno import errno_name
 from ..model.invariants import INVARIANTS, Caller
@@ -162,11 +162,15 @@ def _stable(obj: Any) -> Any:
 class World:
     """A state of the explored system: the kernel (with its client subsystems) and which clients are on."""
 
-    __slots__ = ("run", "on", "_caller")
+    __slots__ = ("run", "on", "ended", "_caller")
 
-    def __init__(self, run: _Run, on: frozenset[str]) -> None:
+    def __init__(self, run: _Run, on: frozenset[str], ended: str | None = None) -> None:
         self.run = run
         self.on = on
+        #: "Oops" when an action oopsed the kernel, "ModelError" when the model refused to go on:
+        #: the world ends there, as a scenario run does (an oopsed task died holding its locks;
+        #: what the machine does next is not modelled)
+        self.ended = ended
         self._caller: Caller | None = None
 
     @property
@@ -181,7 +185,7 @@ class World:
         return self._caller
 
     def __deepcopy__(self, memo: dict) -> "World":
-        return World(clone(self.run, memo), self.on)
+        return World(clone(self.run, memo), self.on, self.ended)
 
 
 class FtraceModel:
@@ -310,6 +314,8 @@ class FtraceModel:
         return [World(_Run(self.new_kernel()), frozenset())]
 
     def actions(self, w: World) -> list[Action]:
+        if w.ended:
+            return []
         out = []
         for client, acts in self.actions_of.items():
             on = client in w.on
@@ -326,7 +332,10 @@ class FtraceModel:
             ret, _, _ = nw.run.apply(a.step)
             result = errno_name(ret)
         except KernelOops:
-            result = "Oops"
+            result = nw.ended = "Oops"
+        except ModelError as e:
+            result = nw.ended = "ModelError"
+            return nw, {"result": result, "error": str(e)}
         if result == "ok" and a.verb != "call":
             first = a is self.actions_of[a.client][0]
             if first:
@@ -336,13 +345,13 @@ class FtraceModel:
         return nw, {"result": result}
 
     def key(self, w: World) -> Hashable:
-        return (w.k.full_key(), w.on, len(w.k.warnings), w.k.ftrace_disabled)
+        return (w.k.full_key(), w.on, len(w.k.warnings), w.k.ftrace_disabled, w.ended)
 
     def properties(self) -> list[Property]:
         props = [Property(inv.name, inv.doc, (lambda w, inv=inv: inv(w.k, w.caller()))) for inv in INVARIANTS]
 
         def refusal_unchanged(before: World, action: Action, after: World, info: dict) -> list[str]:
-            if info["result"] in ("ok", "Oops"):
+            if info["result"] in ("ok", "Oops", "ModelError"):
                 return []
             if before.k.full_key() != after.k.full_key():
                 return [f"{action} was refused ({info['result']}) but changed the kernel state"]
@@ -351,9 +360,14 @@ class FtraceModel:
         def no_oops(before: World, action: Action, after: World, info: dict) -> list[str]:
             return [f"{action} oopsed the kernel"] if info["result"] == "Oops" else []
 
+        def no_model_error(before: World, action: Action, after: World, info: dict) -> list[str]:
+            return [f"{action}: {info['error']}"] if info["result"] == "ModelError" else []
+
         props.append(Property("refusal_unchanged", "a refused action leaves the state exactly as it was",
                               refusal_unchanged, kind="transition"))
         props.append(Property("no_oops", "no action oopses the kernel", no_oops, kind="transition"))
+        props.append(Property("no_model_error", "the model can follow every action (no lock misuse or "
+                              "impossible call)", no_model_error, kind="transition"))
         return props
 
 
