@@ -16,7 +16,7 @@ from ftlab.cli_explore import bundled_universes, resolve_universe
 from ftlab.explorer.universe import FtraceModel
 from ftlab.model.invariants import check_all
 
-DEPTH = {"three-functions-five-clients": 4, "sharing-walk": 5}
+DEPTH = {"three-functions-five-clients": 5, "sharing-walk": 6}
 
 
 def _broken(w) -> set[str]:
@@ -39,7 +39,7 @@ def test_worlds_with_one_key_behave_alike(name, policy):
         first[m.key(w)] = (w, [])
     frontier = [(w, []) for w in frontier]
     merged = 0
-    for _ in range(DEPTH.get(name, 6)):
+    for _ in range(DEPTH.get(name, 7)):
         nxt = []
         for w, path in frontier:
             for a in m.actions(w):
