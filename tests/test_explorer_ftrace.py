@@ -9,7 +9,6 @@ from ftlab.explorer.interleave import Task, explore_interleavings
 from ftlab.explorer.universe import FtraceModel, load_universe_text
 from ftlab.cli_explore import bundled_universes, resolve_universe
 from ftlab.model.catalogue import Catalogue
-from ftlab.model.clients import bpf, livepatch
 from ftlab.model.invariants import check_all
 from ftlab.model.kernel import Kernel
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import pytest
 
 from ftlab.errors import OracleError
-from ftlab.oracle import install, runner
+from ftlab.oracle import runner
+
+from oracleutil import ready_kernel
 
 HANGS = """\
 description: "a kprobe, then the guest goes silent (host stall handling)"
@@ -45,10 +47,7 @@ def write_snapshot(doc, path):
 
 @pytest.mark.oracle
 def test_a_hung_guest_is_killed_and_the_rest_runs_in_a_fresh_one(tmp_path) -> None:
-    try:
-        install.ensure()
-    except OracleError as e:
-        pytest.fail(f"oracle setup failed: {e}")
+    ready_kernel()
     from ftlab.cli_oracle import resolve_items
 
     (tmp_path / "hangs.yaml").write_text(HANGS)

@@ -11,9 +11,11 @@ import pytest
 
 from ftlab.cli_oracle import POLICY, resolve_items
 from ftlab.errors import OracleError
-from ftlab.oracle import install, runner
+from ftlab.oracle import runner
 from ftlab.oracle.diff import compare_scenario, render, timings_text
 from ftlab.oracle.observe import model_steps
+
+from oracleutil import ready_kernel
 
 SMOKE = ["oracle/pair-livepatch-fexit", "oracle/pair-fmodret-direct", "oracle/pair-kprobe-tracer",
          "oracle/replace-under-fexit"]
@@ -21,10 +23,7 @@ SMOKE = ["oracle/pair-livepatch-fexit", "oracle/pair-fmodret-direct", "oracle/pa
 
 @pytest.mark.oracle
 def test_oracle_smoke_one_boot_agrees_with_the_model(tmp_path) -> None:
-    try:
-        info = install.ensure()
-    except OracleError as e:
-        pytest.fail(f"oracle setup failed: {e}")
+    info = ready_kernel()
     assert info.version.startswith("6.1.")
     items = resolve_items(SMOKE)
     try:

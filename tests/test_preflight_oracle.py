@@ -9,17 +9,17 @@ records, what a call runs) must match what the real kernel did.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
 
 import pytest
 
-from ftlab.errors import OracleError
-from ftlab.oracle import install, runner
+from ftlab.oracle import runner
 from ftlab.preflight import parse_enabled_functions, preflight
 from ftlab.preflight_oracle import snapshot_hook
+
+from oracleutil import ready_kernel
 
 SCENARIO = """\
 description: "preflight e2e: live patch, [snapshot + host preflight], then fexit, kprobe --post, call"
@@ -50,10 +50,7 @@ def _patch(label: str | None) -> str | None:
 
 @pytest.mark.oracle
 def test_preflight_predicts_what_the_real_kernel_then_does(tmp_path) -> None:
-    try:
-        install.ensure()
-    except OracleError as e:
-        pytest.fail(f"oracle setup failed: {e}")
+    ready_kernel()
     from ftlab.cli_oracle import resolve_items
 
     src = tmp_path / "preflight-e2e.yaml"

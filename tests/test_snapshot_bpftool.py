@@ -14,9 +14,11 @@ import json
 import pytest
 
 from ftlab.errors import OracleError
-from ftlab.oracle import install, runner
+from ftlab.oracle import runner
 from ftlab.preflight import preflight
 from ftlab.preflight_oracle import SNAPSHOT_PY
+
+from oracleutil import ready_kernel
 
 SCENARIO = """\
 description: "a live patch, fentry and fexit on one function, then snapshots (bpftool and fdinfo)"
@@ -35,10 +37,7 @@ def _links(doc: dict) -> list[tuple]:
 
 @pytest.mark.oracle
 def test_bpftool_and_fdinfo_snapshots_agree_on_a_real_guest(tmp_path) -> None:
-    try:
-        install.ensure()
-    except OracleError as e:
-        pytest.fail(f"oracle setup failed: {e}")
+    ready_kernel()
     from ftlab.cli_oracle import resolve_items
 
     src = tmp_path / "bpftool.yaml"

@@ -212,31 +212,27 @@ def run_explorations(spec: UniverseSpec, depth: int, todo: list[tuple[str, froze
 
 
 def _emit(reports: list[PolicyReport], path: str) -> None:
+    """Write the shortest counterexample (an action order, else a bad interleaving) to ``path``."""
+    doc = None
     for r in reports:
         if r.result.violations:
             name, cx = min(r.result.violations.items(), key=lambda kv: kv[1].depth)
-            text = dump_scenario(counterexample_scenario(r.model, cx, name))
-            tmp = path + ".tmp"
-            try:
-                with open(tmp, "w", encoding="utf-8") as f:
-                    f.write(text)
-                os.replace(tmp, path)
-            except OSError as e:
-                raise InputError(f"cannot write: {e.strerror}", path) from None
-            return
-    for r in reports:
-        for g in r.groups:
-            if g.bad:
-                text = dump_scenario(interleaving_scenario(r.model, g, g.bad[0]))
-                tmp = path + ".tmp"
-                try:
-                    with open(tmp, "w", encoding="utf-8") as f:
-                        f.write(text)
-                    os.replace(tmp, path)
-                except OSError as e:
-                    raise InputError(f"cannot write: {e.strerror}", path) from None
-                return
-    raise InputError("no counterexample to emit (nothing was violated)", "--emit-scenario")
+            doc = counterexample_scenario(r.model, cx, name)
+            break
+    else:
+        bad = [(r, g) for r in reports for g in r.groups if g.bad]
+        if bad:
+            r, g = bad[0]
+            doc = interleaving_scenario(r.model, g, g.bad[0])
+    if doc is None:
+        raise InputError("no counterexample to emit (nothing was violated)", "--emit-scenario")
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(dump_scenario(doc))
+        os.replace(tmp, path)
+    except OSError as e:
+        raise InputError(f"cannot write: {e.strerror}", path) from None
 
 
 def _report_dict(r: PolicyReport) -> dict[str, Any]:

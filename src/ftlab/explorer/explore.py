@@ -210,8 +210,7 @@ def explain_counterexample(model: FtraceModel, cx: Counterexample[Action]) -> Ex
         changes = _diff(before, state_lines(state.k))
         changes += [f"+ {e.kind} {e.where}: {e.text}" for e in state.k.events[first_event:] if e.kind == "WARN"]
         steps.append(StepDetail(str(a), info["result"], changes))
-    funcs = [f for f in model.spec.functions if any(f in m for m in cx.messages)] or list(model.spec.functions)
-    return Explanation(steps, {f: list(call_pure(state.k, f).events) for f in funcs})
+    return Explanation(steps, {f: list(call_pure(state.k, f).events) for f in _concerned(model, cx.messages)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,25 +218,24 @@ def explain_counterexample(model: FtraceModel, cx: Counterexample[Action]) -> Ex
 # ---------------------------------------------------------------------------------------------
 def counterexample_scenario(model: FtraceModel, cx: Counterexample[Action], prop: str) -> dict[str, Any]:
     """A scenario document (to dump as YAML) that replays ``cx`` and checks invariants after every step."""
+    steps = [_step_doc(a) for a in cx.actions]
+    steps.extend({"call": f} for f in _concerned(model, cx.messages))
+    return {"description": f"counterexample of {prop} under {model.policy}: {cx.messages[0]}",
+            "kernel": _kernel_doc(model), "check_invariants": True, "steps": steps}
+
+
+def _concerned(model: FtraceModel, messages: list[str]) -> list[str]:
+    """The universe's functions that ``messages`` name (all of them if none is named)."""
+    return [f for f in model.spec.functions if any(f in m for m in messages)] or list(model.spec.functions)
+
+
+def _kernel_doc(model: FtraceModel) -> dict[str, Any]:
     spec = model.spec
-    kernel: dict[str, Any] = {"policy": model.policy, "arch": spec.arch}
-    kernel["catalogue"] = "embedded" if spec.catalogue == "embedded" else list(spec.functions)
-    steps = [a.step.model_dump(exclude_none=True, exclude_defaults=True) for a in cx.actions]
-    for st, a in zip(steps, cx.actions):
-        key = {"livepatch": "livepatch", "bpf": "bpf", "kprobe": "kprobe", "tracer": "tracer",
-               "direct": "direct", "ops": "ops"}
-        for k in key:
-            if hasattr(a.step, k):
-                st[k] = getattr(a.step, k)
-        _unwrap_refs(st)
-    called = [f for f in spec.functions if any(f in m for m in cx.messages)] or list(spec.functions)
-    steps.extend({"call": f} for f in called)
-    doc: dict[str, Any] = {
-        "description": f"counterexample of {prop} under {model.policy}: {cx.messages[0]}",
-        "kernel": kernel, "check_invariants": True, "steps": steps}
+    kernel: dict[str, Any] = {"policy": model.policy, "arch": spec.arch,
+                              "catalogue": "embedded" if spec.catalogue == "embedded" else list(spec.functions)}
     if model.mutations:
-        doc["kernel"]["mutations"] = sorted(model.mutations)
-    return doc
+        kernel["mutations"] = sorted(model.mutations)
+    return kernel
 
 
 def _step_doc(a: Action) -> dict[str, Any]:
@@ -252,15 +250,10 @@ def _step_doc(a: Action) -> dict[str, Any]:
 def interleaving_scenario(model: FtraceModel, group: GroupReport, bad: dict[str, Any]) -> dict[str, Any]:
     """A scenario that replays one bad interleaving: the prefix, then a ``concurrent`` step with
     the schedule that led there, invariants checked after every step."""
-    spec = model.spec
-    kernel: dict[str, Any] = {"policy": model.policy, "arch": spec.arch,
-                              "catalogue": "embedded" if spec.catalogue == "embedded" else list(spec.functions)}
-    if model.mutations:
-        kernel["mutations"] = sorted(model.mutations)
     steps = [_step_doc(model.action(label)) for label in group.after]
     steps.append({"concurrent": [_step_doc(model.action(label)) for label in group.together],
                   "schedule": list(bad["schedule"])})
-    return {"description": f"{bad['kind']} under {model.policy}: {bad['detail']}", "kernel": kernel,
+    return {"description": f"{bad['kind']} under {model.policy}: {bad['detail']}", "kernel": _kernel_doc(model),
             "check_invariants": True, "steps": steps}
 
 
