@@ -252,10 +252,46 @@ def test_simple_strtoul_base_0(text: str, value: int) -> None:
 
 
 # -- commands (ftrace_process_regex) ----------------------------------------------------------
-@pytest.mark.parametrize("token", ["*:mod:ext4", ":mod:ext4", "!vfs_*:mod:*", "foo:mod:!ext4"])
-def test_mod_command_is_refused_as_unsupported(cat: Catalogue, token: str) -> None:
-    with pytest.raises(InputError, match=":mod:"):
-        match_records(cat, token)
+@pytest.fixture(scope="module")
+def modcat() -> Catalogue:
+    return Catalogue.from_text("vfs_read\nfoo\next4_read [ext4]\nfoo [ext4]\nfoo [xfs]\nxfs_read [xfs]\n"
+                               "__ftrace_invalid_address___1 [xfs]\n", "<test>")
+
+
+@pytest.mark.parametrize("token,names", [
+    ("*:mod:ext4", ["ext4:ext4_read", "ext4:foo"]),
+    (":mod:ext4", ["ext4:ext4_read", "ext4:foo"]),           # blank function: all of the module
+    ("foo:mod:*", ["ext4:foo", "xfs:foo"]),                   # module glob
+    ("foo:mod:!ext4", ["foo", "xfs:foo"]),                    # every object but ext4, vmlinux too
+    (":mod:", None),                                          # needs a module
+    ("*_read:mod:x*", ["xfs:xfs_read"]),
+    ("2:mod:ext4", ["foo"]),                                  # an index ignores the module
+])
+def test_mod_command_matches_module_records(modcat: Catalogue, token: str, names: list[str] | None) -> None:
+    if names is None:
+        with pytest.raises(InputError, match="needs a module"):
+            match_records(modcat, token)
+        return
+    sel = match_records(modcat, token)
+    assert not sel.negate
+    assert [modcat.qualified_name_of_ip(modcat.ip(i)) for i in sel.indices] == names
+
+
+def test_mod_command_without_a_match(modcat: Catalogue) -> None:
+    # a loaded module with no such function: -EINVAL (empty selection)
+    assert match_records(modcat, "bar:mod:ext4").indices == []
+    # a negated token is never cached: -EINVAL
+    sel = match_records(modcat, "!bar:mod:nfs")
+    assert sel.negate and sel.indices == []
+    # a module that is not loaded: the kernel would cache the filter (not modelled)
+    with pytest.raises(InputError, match="not loaded"):
+        match_records(modcat, "*:mod:nfs")
+
+
+def test_plain_names_match_every_object(modcat: Catalogue) -> None:
+    assert [modcat.qualified_name_of_ip(modcat.ip(i)) for i in match_records(modcat, "foo").indices] == [
+        "foo", "ext4:foo", "xfs:foo"]
+    assert len(match_records(modcat, "*_read").indices) == 3
 
 
 @pytest.mark.parametrize("token", ["schedule:traceon", "vfs_read:stacktrace:5", "x:snapshot",

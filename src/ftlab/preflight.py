@@ -45,7 +45,7 @@ from .model.errno import errno_name
 from .model.flags import FTRACE_FL, FTRACE_OPS_FL
 from .model.invariants import check_all
 from .model.kernel import Kernel
-from .scenario.runner import _Run, describe_step, body_label, record_changes
+from .scenario.runner import _Run, describe_step, body_label, record_changes, ref_indices
 from .scenario.schema import (BpfStep, CallStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, OpsStep,
                               TracerStep, TransitionStep)
 
@@ -160,6 +160,11 @@ class Record:
     def owner_funcs(self) -> list[str]:
         return [f for _, f in self.tramps]
 
+    @property
+    def qname(self) -> str:
+        """The model's name of the function: ``module:name`` for a module's record."""
+        return self.name if self.module is None else f"{self.module}:{self.name}"
+
 
 _HEAD = re.compile(r"^(?P<name>\S+)(?: \[(?P<mod>[^\]]+)\])? \((?P<count>\d+)\)(?P<rest>.*)$")
 _TRAMP = re.compile(r"tramp: (\S+)(?: \[[^\]]+\])? \((\S+?)(?: \[[^\]]+\])?\)")
@@ -263,11 +268,12 @@ def _patch_order(patches: list[dict], modules: list[str]) -> list[dict]:
     return sorted(patches, key=lambda p: (-pos.get(p["name"], -1) if p["name"] in pos else 10 ** 6, p["name"]))
 
 
-def _func_ref(cat: Catalogue, name: str, sympos: int) -> tuple[str, int] | None:
-    idx = cat.indices(name)
+def _func_ref(cat: Catalogue, obj: str | None, name: str, sympos: int) -> tuple[str, int] | None:
+    """A live patch's function of object ``obj`` (None: vmlinux) as (model name, sympos)."""
+    idx = cat.object_indices(name, obj)
     if not idx:
         return None
-    return (name, 0 if len(idx) == 1 else max(1, sympos))
+    return (name if obj is None else f"{obj}:{name}", 0 if len(idx) == 1 else max(1, sympos))
 
 
 def reconstruct(snap: Snapshot, policy: str) -> Reconstruction:
@@ -281,12 +287,10 @@ def reconstruct(snap: Snapshot, policy: str) -> Reconstruction:
         raise InputError(f"the snapshot has no enabled_functions ({snap.error('enabled_functions')}); "
                          "take it as root", snap.path)
     records = parse_enabled_functions(ef, f"{snap.path}: enabled_functions")
-    by_name = {r.name: r for r in records if r.module is None}
+    by_name = {r.qname: r for r in records}
     for r in records:
-        if r.module is not None:
-            notes.append(f"{r.name} [{r.module}]: a module function; the model covers vmlinux records only, left out")
-        elif not cat.indices(r.name):
-            notes.append(f"{r.name}: not in the snapshot's available_filter_functions, left out")
+        if not cat.indices(r.qname):
+            notes.append(f"{r.qname}: not in the snapshot's available_filter_functions, left out")
     recs = {n: r for n, r in by_name.items() if cat.indices(n)}
     explained: dict[str, dict[str, int]] = {n: {"count": 0, "I": 0, "R": 0, "D": 0} for n in recs}
 
@@ -311,13 +315,13 @@ def reconstruct(snap: Snapshot, policy: str) -> Reconstruction:
     for p in _patch_order([p for p in patches if isinstance(p, dict) and p.get("name")], modules):
         funcs = []
         for obj in p.get("objects", []):
+            objname = obj.get("name") if obj.get("name") != "vmlinux" else None
             for f in obj.get("funcs", []):
-                ref = _func_ref(cat, f.get("name", ""), int(f.get("sympos") or 0))
-                if obj.get("name") != "vmlinux":
-                    notes.append(f"live patch {p['name']}: {f.get('name')} of module {obj.get('name')} left out "
-                                 "(the model patches vmlinux functions)")
-                elif ref is None:
-                    notes.append(f"live patch {p['name']}: {f.get('name')} is not in the catalogue, left out")
+                ref = _func_ref(cat, objname, f.get("name", ""), int(f.get("sympos") or 0))
+                if ref is None:
+                    where = f" of module {objname}" if objname else ""
+                    notes.append(f"live patch {p['name']}: {f.get('name')}{where} is not in the catalogue "
+                                 "(a module that is not loaded, or a function without a record), left out")
                 else:
                     funcs.append(ref)
         if not funcs:
@@ -367,9 +371,9 @@ def reconstruct(snap: Snapshot, policy: str) -> Reconstruction:
         target = r.direct
         if target is not None and _sym(target).startswith("bpf_trampoline_"):
             key = _sym(target)[len("bpf_trampoline_"):].split("_", 1)[0]
-            btf_id = int(key) & 0x7FFFFFFF if key.isdigit() else None
+            btf = (int(key) >> 32, int(key) & 0x7FFFFFFF) if key.isdigit() else None
             mine = [ln for ln in links if (ln.get("target") == n)
-                    or (btf_id is not None and ln.get("target_btf_id") == btf_id)]
+                    or (btf is not None and ((ln.get("target_obj_id") or 1), ln.get("target_btf_id")) == btf)]
             mine = [ln for ln in mine if ln.get("kind") in ("fentry", "fexit", "fmod_ret")]
             explain_rec(n, R=1, D=1)
             if mine:
@@ -427,6 +431,8 @@ def reconstruct(snap: Snapshot, policy: str) -> Reconstruction:
             parts = line.split()
             if len(parts) >= 3 and "[FTRACE]" in line and parts[2].endswith("+0x0"):
                 fn = parts[2][:-4]
+                if len(parts) > 3 and not parts[3].startswith("["):  # report_probe: "sym+0x0  module"
+                    fn = f"{parts[3]}:{fn}"
                 if fn in recs and fn not in kp_funcs:
                     kp_funcs.append(fn)
     for n, r in recs.items():
@@ -445,28 +451,43 @@ def reconstruct(snap: Snapshot, policy: str) -> Reconstruction:
     # -- function tracer -----------------------------------------------------------------------
     cur = (snap.text("current_tracer") or "").strip()
     if cur == "function":
-        def names(key: str, empty: str) -> list[str]:
+        def names(key: str) -> tuple[list[str], set[str]]:
+            """The filter's tokens, one per listed record, and the records' model names."""
             t = snap.text(key)
             if t is None:
                 notes.append(f"{key} not readable ({snap.error(key)}): assumed empty")
-                return []
-            out = []
+                return [], set()
+            tokens, qnames = [], set()
+            seen: dict[str, int] = {}
             for ln in t.splitlines():
-                s = ln.strip()
-                if not s or s.startswith("#"):
+                words = ln.split()
+                if not words or words[0].startswith("#"):
                     continue
-                s = s.split()[0]
-                if cat.indices(s):
-                    out.append(s)
+                mod = words[1][1:-1] if len(words) > 1 and words[1].startswith("[") and words[1].endswith("]") else None
+                q = words[0] if mod is None else f"{mod}:{words[0]}"
+                idx = cat.object_indices(words[0], mod)
+                if not idx:
+                    notes.append(f"{key}: {q!r} is not a catalogue name, left out")
+                    continue
+                qnames.add(q)
+                if len(idx) == len(cat.indices(words[0])):
+                    if q not in seen:
+                        tokens.append(words[0])              # the name selects exactly these records
+                    seen[q] = 0
                 else:
-                    notes.append(f"{key}: {s!r} is not a catalogue name, left out")
-            return out
+                    # the record by its index in available_filter_functions: a name would select
+                    # the other objects' records too, and 6.1's ':mod:' cannot name a module that
+                    # starts with a digit (filter_parse_regex makes it an index)
+                    n = seen.get(q, 0)
+                    seen[q] = n + 1
+                    tokens.append(str(idx[min(n, len(idx) - 1)] + 1))
+            return tokens, qnames
 
-        filt = names("set_ftrace_filter", "#### all functions enabled ####")
-        notr = names("set_ftrace_notrace", "#### no functions disabled ####")
+        filt, filt_names = names("set_ftrace_filter")
+        notr, notr_names = names("set_ftrace_notrace")
         actions.append(Action("tracer", {"filter": filt, "notrace": notr}, "current_tracer is function"))
-        covered = set(filt) if filt else set(recs)
-        for n in covered - set(notr):
+        covered = filt_names if filt else set(recs)
+        for n in covered - notr_names:
             if n in explained:
                 explain_rec(n)
     elif cur and cur != "nop":
@@ -549,7 +570,7 @@ def _rec_key(text: str) -> dict[str, tuple[int, frozenset[str], str | None]]:
         kind = None
         if d is not None:
             kind = "bpf" if _sym(d).startswith("bpf_trampoline_") else "direct"
-        out[r.name] = (r.count, r.flags, kind)
+        out[r.qname] = (r.count, r.flags, kind)
     return out
 
 
@@ -558,16 +579,16 @@ def compare_records(k: Kernel, snap_records: list[Record]) -> list[str]:
     model = _rec_key(views.enabled_functions(k))
     out = []
     for r in snap_records:
-        if r.module is not None or not k.cat.indices(r.name):
+        if not k.cat.indices(r.qname):
             continue
         kind = None if r.direct is None else ("bpf" if _sym(r.direct).startswith("bpf_trampoline_") else "direct")
         want = (r.count, r.flags & {"R", "I", "D"}, kind)
-        got = model.get(r.name)
+        got = model.get(r.qname)
         got = (got[0], got[1] & {"R", "I", "D"}, got[2]) if got else None
         if got != want:
-            out.append(f"{r.name}: machine ({want[0]}) {''.join(sorted(want[1])) or '-'}, model "
+            out.append(f"{r.qname}: machine ({want[0]}) {''.join(sorted(want[1])) or '-'}, model "
                        + (f"({got[0]}) {''.join(sorted(got[1])) or '-'}" if got else "no record"))
-    names = {r.name for r in snap_records}
+    names = {r.qname for r in snap_records}
     out.extend(f"{n}: the model has a record the machine does not" for n in model if n not in names)
     return out
 
@@ -760,11 +781,12 @@ def check_action_names(step: Any, cat: Catalogue, where: str) -> None:
     elif isinstance(step, CallStep):
         refs = [FuncRef(name=step.call, sympos=step.sympos)]
     for r in refs:
-        n = len(cat.indices(r.name))
-        if not n:
-            raise InputError(f"unknown function {r.name!r} (not in the snapshot's available_filter_functions)", where)
-        if r.sympos > n:
-            raise InputError(f"{r.name!r} has {n} occurrence(s); sympos {r.sympos} is out of range", where)
+        idx = ref_indices(cat, r, livepatch=isinstance(step, LivepatchStep))
+        if not idx:
+            raise InputError(cat.unknown_function(r.name).replace(f"catalogue {cat.source}",
+                                                                  "the snapshot's available_filter_functions"), where)
+        if r.sympos > len(idx):
+            raise InputError(f"{r.name!r} has {len(idx)} occurrence(s); sympos {r.sympos} is out of range", where)
 
 
 def step_functions(step: Any) -> list[str]:
@@ -856,6 +878,15 @@ def explain(k: Kernel, step: Any, errno: str, policy: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Predictions
 # ---------------------------------------------------------------------------------------------
+def _changed_function(change: str) -> str:
+    """The function of a record_changes line (``name [module] (n) ...`` or ``- name [module]``),
+    as steps name it (``module:name``)."""
+    words = change.lstrip("- ").split(" (", 1)[0].split()
+    if len(words) > 1 and words[1].startswith("[") and words[1].endswith("]"):
+        return f"{words[1][1:-1]}:{words[0]}"
+    return words[0]
+
+
 def _call_summary(k: Kernel, name: str) -> dict[str, Any]:
     kc = k.copy()
     try:
@@ -882,8 +913,7 @@ def predict_variant(rb: Rebuilt, steps: list[Any], texts: list[str], policy: str
         except KernelOops:
             result = "Oops"
         changes = record_changes(k, before)
-        touched = list(dict.fromkeys(step_functions(step) + [c.split(" (", 1)[0].lstrip("- ").strip()
-                                                             for c in changes]))[:12]
+        touched = list(dict.fromkeys(step_functions(step) + [_changed_function(c) for c in changes]))[:12]
         called = [_call_summary(k, f) for f in touched] if result != "Oops" else []
         now = set(check_all(k)) if result != "Oops" else set()
         broken = sorted(now - baseline)

@@ -38,6 +38,7 @@ Format (``"format": 1``)::
              "links": [{"id", "prog_id", "prog_name": str|null, "attach_type": int|null,
                         "kind": "fentry"|"fexit"|"fmod_ret"|other|null, "target_obj_id",
                         "target_btf_id", "target": str|null, "owner_pids": [int]}],
+                                       # target: the function, "module:function" for a module's
              "progs": {"<id>": {"name", "type", "tag"}}},
      "errors": [str]}                  # everything that could not be read, one line each
 
@@ -322,19 +323,23 @@ def _btf_names(ids: set[int], errors: list[str]) -> dict[int, str]:
     return out
 
 
-def _tramp_targets(enabled_text: str | None) -> dict[int, str]:
-    """BTF id -> function, from the ``direct-->bpf_trampoline_<key>`` lines of enabled_functions."""
-    out: dict[int, str] = {}
+def _tramp_targets(enabled_text: str | None) -> dict[tuple[int, int], str]:
+    """(BTF object id, BTF id) -> function (``module:function`` for a module's), from the
+    ``direct-->bpf_trampoline_<key>`` lines of enabled_functions (key = obj_id << 32 | 1 << 31 | id)."""
+    out: dict[tuple[int, int], str] = {}
     if not enabled_text:
         return out
     current = None
     for line in enabled_text.splitlines():
         if not line.startswith("\t") and line.strip():
-            current = line.split(" (", 1)[0].split()[0]
+            head = line.split(" (", 1)[0].split()
+            current = head[0]
+            if len(head) > 1 and head[1].startswith("[") and head[1].endswith("]"):
+                current = f"{head[1][1:-1]}:{head[0]}"
         elif "direct-->bpf_trampoline_" in line and current:
             key = line.split("direct-->bpf_trampoline_", 1)[1].split("+", 1)[0].split("_", 1)[0]
             if key.isdigit():
-                out[int(key) & 0x7FFFFFFF] = current
+                out[(int(key) >> 32, int(key) & 0x7FFFFFFF)] = current
     return out
 
 
@@ -383,7 +388,8 @@ def read_bpf(enabled_text: str | None, errors: list[str], use_bpftool: bool = Tr
         if p is not None and not p.get("name") and pid_:
             p["name"] = _prog_name(int(pid_))
         ln["prog_name"] = p.get("name") if p else None
-        ln["target"] = by_btf.get(ln.get("target_btf_id")) if ln.get("target_btf_id") else None
+        ln["target"] = (by_btf.get((ln.get("target_obj_id") or 1, ln["target_btf_id"]))
+                        if ln.get("target_btf_id") else None)
     missing = {ln["target_btf_id"] for ln in links
                if ln["target"] is None and ln.get("target_btf_id") and ln.get("target_obj_id") in (1, None)}
     if missing:

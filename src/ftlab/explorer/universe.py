@@ -210,10 +210,16 @@ class FtraceModel:
         self._build_actions()
         #: ``call FUNC`` actions (``calls: true``): enabled in every state, they toggle no client.
         self.call_actions: list[Action] = (
-            [Action(f, "call", CallStep(call=f)) for f in spec.functions] if spec.calls else [])
+            [Action(f, "call", CallStep(call=f)) for f in self._function_names()] if spec.calls else [])
+
+    def _function_names(self) -> list[str]:
+        """The universe's functions as steps name them (``module:name`` for ``name [module]``)."""
+        if self.spec.catalogue == "embedded":
+            return list(self.spec.functions)
+        return [self.cat.qualified_name_of_ip(self.cat.ip(j)) for j in range(len(self.spec.functions))]
 
     def _ref(self, name: str) -> FuncRef:
-        if name not in self.spec.functions:
+        if name not in self.spec.functions and not self.cat.indices(name):
             raise InputError(f"function {name!r} is not in the universe's functions", "clients")
         return FuncRef(name=name)
 

@@ -5,6 +5,12 @@ as listed by tracefs ``available_filter_functions`` (kernel/trace/ftrace.c: t_sh
 gets a stable synthetic address, ascending in record order, so ``ip`` <-> record index is O(1).
 Duplicate names (static functions of one name in several files) stay distinct records;
 ``__ftrace_invalid_address___<n>`` records (discarded weak functions) are kept and are DISABLED.
+
+Records of loaded modules (``name [module]`` lines, listed after vmlinux's) keep their module.
+A module function is named ``module:name`` where a name must pick one object, as kallsyms
+(module_kallsyms_lookup_name) and kprobe_events do; a plain name means vmlinux's function when
+vmlinux has one (klp_object with a NULL name, vmlinux BTF first), else a module's. Filters match
+plain names in every object (ftrace_match_record compares the symbol only).
 """
 
 from __future__ import annotations
@@ -35,48 +41,86 @@ _EMBEDDED_FILE = f"{EMBEDDED_NAME}.available_filter_functions.gz"
 class Catalogue:
     """An immutable list of traceable functions (records) with synthetic addresses."""
 
-    __slots__ = ("source", "names", "_by_name", "invalid", "_derived", "__weakref__")
+    __slots__ = ("source", "names", "modules", "_by_name", "_scope", "invalid", "_derived", "__weakref__")
 
-    def __init__(self, names: Sequence[str], source: str = "<synthetic>") -> None:
+    def __init__(self, names: Sequence[str], source: str = "<synthetic>",
+                 modules: Sequence[str | None] | None = None) -> None:
         self.source = source
         self.names: tuple[str, ...] = tuple(names)
+        #: the module of each record (None: vmlinux); None when every record is vmlinux's
+        self.modules: tuple[str | None, ...] | None = None
+        if modules is not None and any(m is not None for m in modules):
+            if len(modules) != len(self.names):
+                raise ModelError("Catalogue: names and modules differ in length")
+            self.modules = tuple(modules)
         by_name: dict[str, list[int]] = {}
         for i, n in enumerate(self.names):
             by_name.setdefault(n, []).append(i)
+        #: records by plain name, every object (filters, kallsyms order) and by ``module:name``
         self._by_name = {n: tuple(v) for n, v in by_name.items()}
+        #: plain names whose records are not all vmlinux's: the records a plain name picks
+        self._scope: dict[str, tuple[int, ...]] = {}
+        if self.modules is not None:
+            mods = self.modules
+            qualified: dict[str, list[int]] = {}
+            for i, (n, m) in enumerate(zip(self.names, mods)):
+                if m is not None:
+                    qualified.setdefault(f"{m}:{n}", []).append(i)
+            for n, idx in self._by_name.items():
+                vml = tuple(i for i in idx if mods[i] is None)
+                if len(vml) != len(idx):
+                    self._scope[n] = vml or idx
+            self._by_name.update((q, tuple(v)) for q, v in qualified.items())
         self.invalid = frozenset(i for i, n in enumerate(self.names) if n.startswith(INVALID_PREFIX))
         self._derived: dict[str, object] = {}
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def synthetic(cls, names: Iterable[str]) -> "Catalogue":
-        """A small catalogue for tests: the given names in the given order."""
+        """A small catalogue for tests: the given names in the given order; ``name [module]``
+        is a module's function, as in available_filter_functions."""
         names = list(names)
         if not names:
             raise InputError("a catalogue needs at least one function")
-        return cls(names, "<synthetic>")
+        plain: list[str] = []
+        modules: list[str | None] = []
+        for n in names:
+            head, sep, tail = n.partition(" [")
+            if sep and tail.endswith("]") and " " not in head and tail[:-1] and _is_symbol(tail[:-1]):
+                plain.append(head)
+                modules.append(tail[:-1])
+            else:
+                plain.append(n)
+                modules.append(None)
+        return cls(plain, "<synthetic>", modules)
 
     @classmethod
     def from_text(cls, text: str, source: str) -> "Catalogue":
         """Parse the text of an ``available_filter_functions`` file (one name per line).
 
-        Lines of modules (``name [module]``) keep only the name. Raises :class:`InputError` naming
+        Lines of modules (``name [module]``) keep their module. Raises :class:`InputError` naming
         ``source:line`` for a malformed line, and for an empty file.
         """
         names: list[str] = []
+        modules: list[str | None] = []
         for lineno, line in enumerate(text.splitlines(), 1):
             s = line.strip()
             if not s:
                 continue
             parts = s.split()
+            mod = None
             if len(parts) == 2 and parts[1].startswith("[") and parts[1].endswith("]"):
+                mod = parts[1][1:-1]
+                if not mod or not _is_symbol(mod):
+                    raise InputError(f"not a module name: {parts[1][:60]!r}", f"{source}:{lineno}")
                 parts = parts[:1]
             if len(parts) != 1 or not _is_symbol(parts[0]):
                 raise InputError(f"not a function name: {s[:60]!r}", f"{source}:{lineno}")
             names.append(parts[0])
+            modules.append(mod)
         if not names:
             raise InputError("empty catalogue (no function names)", source)
-        return cls(names, source)
+        return cls(names, source, modules)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> "Catalogue":
@@ -139,28 +183,70 @@ class Catalogue:
         return i if i < len(self.names) else None
 
     def name_of_ip(self, ip: int) -> str:
-        """Name of the record at ``ip`` (caller guarantees ``ip`` is a call site)."""
+        """Name of the record at ``ip`` (caller guarantees ``ip`` is a call site), without its module."""
         return self.names[(ip - IP_BASE) // IP_STRIDE]
 
+    def module_of(self, index: int) -> str | None:
+        """The module of record ``index`` (None: vmlinux)."""
+        return None if self.modules is None else self.modules[index]
+
+    def qualified_name_of_ip(self, ip: int) -> str:
+        """``module:name`` for a module's record, the plain name for vmlinux's: the name that
+        :meth:`lookup` resolves back to this record's object."""
+        i = (ip - IP_BASE) // IP_STRIDE
+        m = None if self.modules is None else self.modules[i]
+        return self.names[i] if m is None else f"{m}:{self.names[i]}"
+
+    def sym_of_ip(self, ip: int) -> str:
+        """The symbol as %ps prints it (kallsyms): ``name`` or ``name [module]``."""
+        i = (ip - IP_BASE) // IP_STRIDE
+        m = None if self.modules is None else self.modules[i]
+        return self.names[i] if m is None else f"{self.names[i]} [{m}]"
+
     def indices(self, name: str) -> tuple[int, ...]:
-        """All records named ``name`` (several for duplicated static functions), in record order."""
+        """Records named ``name`` in record order (several for duplicated static functions):
+        a plain name's in every object (vmlinux's first), ``module:name``'s in that module."""
         return self._by_name.get(name, ())
+
+    def scope_indices(self, name: str) -> tuple[int, ...]:
+        """The records :meth:`lookup` picks among (``sympos`` counts in them): ``module:name``'s in
+        that module; a plain name's in vmlinux when vmlinux has one, else in every module."""
+        got = self._scope.get(name)
+        return got if got is not None else self._by_name.get(name, ())
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
 
+    def object_indices(self, name: str, module: str | None) -> tuple[int, ...]:
+        """Records of the plain ``name`` in one object: ``module``'s, or vmlinux's (None)."""
+        if module is not None:
+            return self._by_name.get(f"{module}:{name}", ())
+        idx = self._by_name.get(name, ())
+        return idx if self.modules is None else tuple(i for i in idx if self.modules[i] is None)
+
+    def unknown_function(self, name: str) -> str:
+        """The error for a name that names no function of its object (vmlinux for a plain name)."""
+        mods = sorted({m for i in self._by_name.get(name, ()) if (m := self.module_of(i)) is not None})
+        if mods and ":" not in name:
+            return (f"function {name!r} is not in vmlinux; module {', '.join(mods)} has it: "
+                    f"write {mods[0]}:{name}")
+        return f"unknown function {name!r} (not in catalogue {self.source})"
+
     def lookup(self, name: str, sympos: int = 0, where: str | None = None) -> int:
         """The ip of function ``name``; ``sympos`` (1-based, 0 = the only one) picks a duplicate.
 
-        Mirrors klp_find_object_symbol's rule: with sympos 0 the name must be unique.
-        Raises :class:`InputError` for an unknown name or an ambiguous / out-of-range sympos.
+        Mirrors klp_find_object_symbol's rule: with sympos 0 the name must be unique in its object
+        (:meth:`scope_indices`). Raises :class:`InputError` for an unknown name or an ambiguous /
+        out-of-range sympos.
         """
-        idx = self._by_name.get(name)
+        idx = self.scope_indices(name)
         if not idx:
-            raise InputError(f"unknown function {name!r} (not in catalogue {self.source})", where)
+            raise InputError(self.unknown_function(name), where)
         if sympos == 0:
             if len(idx) > 1:
-                raise InputError(f"function {name!r} occurs {len(idx)} times; give old_sympos 1..{len(idx)}",
+                mods = sorted({m for i in idx if (m := self.module_of(i)) is not None})
+                hint = f", or name one module: {', '.join(f'{m}:{name}' for m in mods)}" if len(mods) > 1 else ""
+                raise InputError(f"function {name!r} occurs {len(idx)} times; give old_sympos 1..{len(idx)}{hint}",
                                  where)
             return self.ip(idx[0])
         if not 1 <= sympos <= len(idx):
@@ -169,12 +255,12 @@ class Catalogue:
         return self.ip(idx[sympos - 1])
 
     def unique_names(self) -> int:
-        """Number of distinct names."""
-        return len(self._by_name)
+        """Number of distinct names (a name in several objects counts once)."""
+        return sum(1 for n in self._by_name if ":" not in n)
 
     def duplicate_names(self) -> int:
         """Number of names that occur more than once (each counted once)."""
-        return sum(1 for v in self._by_name.values() if len(v) > 1)
+        return sum(1 for n, v in self._by_name.items() if len(v) > 1 and ":" not in n)
 
     # -- filter tokens -------------------------------------------------------------------------
     def match(self, token: str) -> list[int]:

@@ -275,7 +275,7 @@ def ftrace_match(name: str, g: FtraceGlob) -> bool:
         return _kstr(name).endswith(_kstr(g.search))
     if g.type is RegexType.MATCH_GLOB:
         return glob_match(g.search, name)
-    return False  # MATCH_INDEX never reaches ftrace_match in the kernel
+    return False  # MATCH_INDEX: only a ':mod:' module name that starts with a digit gets here; no match
 
 
 def ftrace_match_record(catalogue: Catalogue, index: int, func_g: FtraceGlob) -> bool:
@@ -287,6 +287,43 @@ def ftrace_match_record(catalogue: Catalogue, index: int, func_g: FtraceGlob) ->
     if index in catalogue.invalid:
         return False
     return ftrace_match(catalogue.names[index], func_g)
+
+
+def ftrace_mod_callback(catalogue: Catalogue, token: str, func: str, module: str) -> Selection:
+    """kernel/trace/ftrace.c: ftrace_mod_callback -- what ``func:mod:module`` selects (tracefs only).
+
+    match_records with a module glob: ``module`` may be a glob, ``!module`` every object but
+    those, an empty module every module, an empty ``func`` every function of the module(s).
+    Nothing selected: cache_mod answers -EINVAL (empty selection) for a ``!func``, or for a module
+    that is loaded (one with records in the catalogue); for a module that is not loaded the
+    kernel keeps the filter and applies it when the module loads, which is not modelled
+    (:class:`InputError`).
+    """
+    if not module:
+        raise InputError(f"{token!r}: ':mod:' needs a module name", None)
+    rtype, search, negate = filter_parse_regex(func)
+    func_g = FtraceGlob(search, rtype)
+    if rtype is RegexType.MATCH_INDEX:
+        found = add_rec_by_index(catalogue, func_g)
+    else:
+        mtype, msearch, exclude_mod = filter_parse_regex(module)
+        mod_g = FtraceGlob(msearch, mtype)
+        found = []
+        for i in range(len(catalogue)):
+            if i in catalogue.invalid:
+                continue
+            modname = catalogue.module_of(i)
+            if not msearch:
+                if (not exclude_mod) == (modname is None):
+                    continue
+            elif (modname is not None and ftrace_match(modname, mod_g)) == exclude_mod:
+                continue
+            if not search or ftrace_match(catalogue.names[i], func_g):
+                found.append(i)
+    if not found and not negate and module not in set(catalogue.modules or ()):
+        raise InputError(f"{token!r}: module {module!r} is not loaded; the kernel would keep the filter "
+                         "until it loads, which ftlab does not model", None)
+    return Selection(negate, found)
 
 
 def add_rec_by_index(catalogue: Catalogue, func_g: FtraceGlob) -> list[int]:
@@ -312,18 +349,17 @@ def match_records(catalogue: Catalogue, token: str) -> Selection:
 
     Returns ``Selection(negate, indices)``: ``negate`` is True for a leading ``!`` (remove the
     records instead of adding them), ``indices`` are record indices in record order (empty: the
-    kernel fails the write with -EINVAL). A ``:mod:`` token or a function-probe command
-    (``func:traceon`` ...) raises :class:`InputError` (not modelled); an unknown command selects
-    nothing (-EINVAL in the kernel). ``token`` is one token as passed by the kernel: it is not
+    kernel fails the write with -EINVAL). A ``:mod:`` token goes to :func:`ftrace_mod_callback`;
+    a function-probe command (``func:traceon`` ...) raises :class:`InputError` (not modelled); an
+    unknown command selects nothing (-EINVAL in the kernel). ``token`` is one token as passed by the kernel: it is not
     split at whitespace (see :func:`trace_get_user_tokens`) and it ends at a NUL.
     """
     token = token.partition("\0")[0]
     func, colon, rest = token.partition(":")
     if colon:
-        command = rest.partition(":")[0]
+        command, _, param = rest.partition(":")
         if command == "mod":
-            raise InputError(f"{token!r}: the ':mod:' command is not supported by ftlab "
-                             "(its catalogues hold no module records)")
+            return ftrace_mod_callback(catalogue, token, func, param)
         if command in FTRACE_FUNC_COMMANDS:
             raise InputError(f"{token!r}: the function-probe command {command!r} is not supported "
                              "by ftlab")

@@ -67,8 +67,8 @@ def _live_ops(k: Kernel) -> list[ftrace_ops]:
 
 
 def _name(k: Kernel, ip: int) -> str:
-    name = k.cat.name_of_ip(ip)
-    idx = k.cat.indices(name)
+    name = k.cat.qualified_name_of_ip(ip)
+    idx = k.cat.scope_indices(name)
     if len(idx) > 1:
         return f"{name},{idx.index(k.rec_index(ip)) + 1}"
     return name
@@ -103,8 +103,8 @@ class Caller:
 
 
 def _sympos(k: Kernel, ip: int) -> tuple[str, int]:
-    name = k.cat.name_of_ip(ip)
-    idx = k.cat.indices(name)
+    name = k.cat.qualified_name_of_ip(ip)
+    idx = k.cat.scope_indices(name)
     return name, (idx.index(k.rec_index(ip)) + 1 if len(idx) > 1 else 0)
 
 

@@ -68,7 +68,7 @@ def arch_ftrace_trampoline_func(k: Kernel, ops: ftrace_ops | None, flags: int) -
 
 def print_enabled_record(k: Kernel, ip: int, flags: int) -> str:
     """One enabled_functions entry (t_show with FTRACE_ITER_ENABLED), without the final newline."""
-    out = [k.cat.name_of_ip(ip)]
+    out = [k.cat.sym_of_ip(ip)]
     out.append(" (%d)%s%s%s" % (ftrace_rec_count(flags),
                                 " R" if flags & R.REGS else "  ",
                                 " I" if flags & R.IPMODIFY else "  ",
@@ -95,7 +95,8 @@ def print_enabled_record(k: Kernel, ip: int, flags: int) -> str:
 
 
 def enabled_functions(k: Kernel, names: set[str] | None = None) -> str:
-    """/sys/kernel/tracing/enabled_functions; ``names`` limits it to those functions.
+    """/sys/kernel/tracing/enabled_functions; ``names`` limits it to those functions (plain
+    names: a module's records are printed ``name [module]``, as %ps does).
 
     Once ftrace is dead the file reads empty, as on the real kernel.
     """
@@ -115,7 +116,7 @@ def set_ftrace_filter(k: Kernel, ops: ftrace_ops, notrace: bool = False) -> str:
     if ftrace_hash_empty(h):
         return "#### no functions disabled ####\n" if notrace else "#### all functions enabled ####\n"
     assert h is not None
-    return "".join(k.cat.name_of_ip(ip) + "\n" for ip in h)
+    return "".join(k.cat.sym_of_ip(ip) + "\n" for ip in h)
 
 
 def ops_list(k: Kernel) -> str:
@@ -133,7 +134,7 @@ def ops_list(k: Kernel) -> str:
 
 def direct_functions(k: Kernel) -> str:
     """The direct_functions hash: ``name ip -> trampoline`` per entry, in record order."""
-    return "".join(f"{k.cat.name_of_ip(ip)} -> {pS(addr)}\n"
+    return "".join(f"{k.cat.qualified_name_of_ip(ip)} -> {pS(addr)}\n"
                    for ip, addr in sorted(k.direct_functions.items()))
 
 

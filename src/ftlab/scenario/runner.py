@@ -137,11 +137,21 @@ def check_names(scenario: Scenario, cat: Catalogue, source: str, lines: dict[Pat
         elif isinstance(step, CallStep):
             refs = [FuncRef(name=step.call, sympos=step.sympos)]
         for ref in refs:
-            if not cat.indices(ref.name):
-                raise InputError(f"unknown function {ref.name!r} (not in catalogue {cat.source})", where)
-            if ref.sympos > len(cat.indices(ref.name)):
-                raise InputError(f"function {ref.name!r} has {len(cat.indices(ref.name))} occurrence(s); "
+            idx = ref_indices(cat, ref, livepatch=isinstance(step, LivepatchStep))
+            if not idx:
+                raise InputError(cat.unknown_function(ref.name), where)
+            if ref.sympos > len(idx):
+                raise InputError(f"function {ref.name!r} has {len(idx)} occurrence(s); "
                                  f"sympos {ref.sympos} is out of range", where)
+
+
+def ref_indices(cat: Catalogue, ref: FuncRef, livepatch: bool = False) -> tuple[int, ...]:
+    """The records a step's function reference may name (its ``sympos`` counts in them): for a
+    live patch a plain name is its vmlinux object's; other clients look names up as kallsyms
+    does (vmlinux first, then modules); ``module:name`` is that module's."""
+    if livepatch and ":" not in ref.name:
+        return cat.object_indices(ref.name, None)
+    return cat.scope_indices(ref.name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,7 +358,7 @@ def record_changes(k: Kernel, before: dict[int, int]) -> list[str]:
         if flags & FTRACE_FL.ENABLED and not k.ftrace_disabled:
             out.append(views.print_enabled_record(k, ip, flags).replace("\n", " "))
         else:
-            out.append(f"- {k.cat.names[i]}")
+            out.append(f"- {k.cat.sym_of_ip(ip)}")
     return out
 
 

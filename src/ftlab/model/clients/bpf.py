@@ -55,15 +55,16 @@ image ksym     bpf_trampoline_<key>_<sel>   bpf_trampoline_<key>_<sel>   bpf_tra
 Naming. The trampoline key is bpf_trampoline_compute_key (include/linux/bpf_verifier.h) for a
 kernel function: ``(btf_obj_id(vmlinux) << 32) | 0x80000000 | btf_id``, with
 btf_obj_id(vmlinux) = 1 (the first BTF object) and a synthetic ``btf_id`` = record index + 1
-(real BTF ids differ; the model needs only one distinct id per record). The model uses an
+(real BTF ids differ; the model needs only one distinct id per record). A module's function
+uses its module's BTF object: synthetic ids 2, 3, ... in the catalogue's module order. The model uses an
 image's ksym name as its code address. Where two live images would share a name (6.1, after
 the selector was removed), the model appends ``#n`` to tell them apart; %pS
 (:func:`ftlab.model.views.pS`) strips it. Images are one page: %pS prints
 ``bpf_trampoline_<key>...+0x0/0x1000``.
 
 Not modelled: freplace (extension) programs, targets that are not ftrace locations
-(bpf_arch_text_poke raises :class:`~ftlab.errors.ModelError`), module targets (module_get is
-always 0 for vmlinux), sleepable programs, BPF LSM / cgroup shims, BPF_TRAMP_F_TAIL_CALL_CTX
+(bpf_arch_text_poke raises :class:`~ftlab.errors.ModelError`), the unloading of a target
+module (the model never unloads one, so module_get always succeeds), sleepable programs, BPF LSM / cgroup shims, BPF_TRAMP_F_TAIL_CALL_CTX
 (set only for freplace targets in a tail-call context), the RCU / percpu_ref lifetime of old
 images (an image is dropped when replaced or when an update fails, whether the version frees
 it then or leaks it), and the image memory attributes. The program's load and its link
@@ -292,6 +293,17 @@ def btf_id_of(k: "Kernel", ip: int) -> int:
     return k.rec_index(ip) + 1
 
 
+def btf_obj_id_of(k: "Kernel", ip: int) -> int:
+    """The synthetic btf_obj_id of the BTF that describes the function at ``ip``: vmlinux's
+    (:data:`VMLINUX_BTF_OBJ_ID`), or 2, 3, ... for modules in the catalogue's order."""
+    mod = k.cat.module_of(k.rec_index(ip))
+    if mod is None:
+        return VMLINUX_BTF_OBJ_ID
+    order = k.cat.derived("bpf.btf_obj_ids", lambda cat: {m: VMLINUX_BTF_OBJ_ID + 1 + n for n, m in enumerate(
+        dict.fromkeys(m for m in (cat.modules or ()) if m is not None))})
+    return order[mod]
+
+
 def bpf_trampoline_compute_key(btf_obj_id: int, btf_id: int) -> int:
     """bpf_trampoline_compute_key() (include/linux/bpf_verifier.h), all policies: key of a kernel function."""
     return (btf_obj_id << 32) | 0x80000000 | btf_id
@@ -329,7 +341,7 @@ def bpf_trampoline_get(k: "Kernel", key: int, ip: int) -> bpf_trampoline:
     mutex_lock(k, tr.mutex)
     if not tr.func_addr:
         tr.func_addr = ip
-        tr.func_name = k.cat.name_of_ip(ip)
+        tr.func_name = k.cat.qualified_name_of_ip(ip)
     mutex_unlock(k, tr.mutex)
     return tr
 
@@ -362,12 +374,13 @@ def bpf_trampoline_put(k: "Kernel", tr: bpf_trampoline) -> None:
 # Helpers every version's register/modify/unregister_fentry uses
 # ---------------------------------------------------------------------------------------------
 def bpf_trampoline_module_get(k: "Kernel", tr: bpf_trampoline) -> int:
-    """bpf_trampoline_module_get() (trampoline.c), all policies: vmlinux targets have no module; 0."""
+    """bpf_trampoline_module_get() (trampoline.c), all policies: 0 (vmlinux targets have no module;
+    a module target's module is never going in the model, so try_module_get succeeds)."""
     return 0
 
 
 def bpf_trampoline_module_put(k: "Kernel", tr: bpf_trampoline) -> None:
-    """bpf_trampoline_module_put() (trampoline.c), all policies: nothing to put for vmlinux targets."""
+    """bpf_trampoline_module_put() (trampoline.c), all policies: module references are not counted."""
 
 
 def bpf_arch_text_poke(k: "Kernel", tr: bpf_trampoline, old_addr: Addr | None, new_addr: Addr | None) -> int:
@@ -504,15 +517,16 @@ def check_attach_modify_return(name: str) -> int:
 
 
 def bpf_check_attach_target(k: "Kernel", prog: BpfProgram) -> int:
-    """bpf_check_attach_target() + check_attach_btf_id() (kernel/bpf/verifier.c), all policies: vmlinux targets.
+    """bpf_check_attach_target() + check_attach_btf_id() (kernel/bpf/verifier.c), all policies.
 
     btf_id_deny functions are -EINVAL for every tracing program; fmod_ret is -EINVAL outside
     the error-injection list and security_* functions. (At BPF_PROG_LOAD in the kernel.)
     """
-    if prog.target in BTF_ID_DENY:
+    name = prog.target.rpartition(":")[2]  # the BTF name: without a module prefix
+    if name in BTF_ID_DENY:
         return -Errno.EINVAL
     if prog.kind == "fmod_ret":
-        return check_attach_modify_return(prog.target)
+        return check_attach_modify_return(name)
     return 0
 
 
@@ -528,7 +542,7 @@ def bpf_attach(k: "Kernel", prog: BpfProgram) -> int:
     err = bpf_check_attach_target(k, prog)
     if err:
         return err
-    key = bpf_trampoline_compute_key(VMLINUX_BTF_OBJ_ID, btf_id_of(k, ip))
+    key = bpf_trampoline_compute_key(btf_obj_id_of(k, ip), btf_id_of(k, ip))
     tr = bpf_trampoline_get(k, key, ip)
     link = bpf_tramp_link(prog, key)
     err = bpf_trampoline_link_prog(k, link, tr)
@@ -561,7 +575,7 @@ def bpf_detach(k: "Kernel", prog: BpfProgram) -> int:
 def bpf_trampoline_of(k: "Kernel", name: str, sympos: int = 0) -> bpf_trampoline | None:
     """The trampoline of function ``name``, if one exists."""
     ip = k.cat.lookup(name, sympos)
-    key = bpf_trampoline_compute_key(VMLINUX_BTF_OBJ_ID, btf_id_of(k, ip))
+    key = bpf_trampoline_compute_key(btf_obj_id_of(k, ip), btf_id_of(k, ip))
     return bpf_state(k).trampoline_table.get(key)
 
 

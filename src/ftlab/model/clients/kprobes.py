@@ -391,7 +391,8 @@ register_callback(KPROBE_FTRACE_HANDLER, kprobe_ftrace_handler)
 def kprobe_list(k: Kernel) -> str:
     """/sys/kernel/debug/kprobes/list (kernel/kprobes.c: report_probe), reduced.
 
-    One line per probe: ``addr  k  sym+0x0  [FTRACE]`` (``[DISABLED]`` before it if disabled).
+    One line per probe: ``addr  k  sym+0x0  [FTRACE]`` (``[DISABLED]`` before it if disabled);
+    a module's probe names the module after the offset, as report_probe does.
     """
     st = kprobe_state(k)
     lines = []
@@ -399,7 +400,9 @@ def kprobe_list(k: Kernel) -> str:
         ap = st.table[addr]
         for p in (ap.children if ap.aggr else [ap]):
             dis = "  [DISABLED]" if p.disabled else ""
-            lines.append(f"{addr:016x}  k  {k.cat.name_of_ip(addr)}+0x0{dis}  [FTRACE]\n")
+            mod = k.cat.module_of(k.rec_index(addr))
+            where = f"  {mod}" if mod is not None else ""
+            lines.append(f"{addr:016x}  k  {k.cat.name_of_ip(addr)}+0x0{where}{dis}  [FTRACE]\n")
     return "".join(lines)
 
 

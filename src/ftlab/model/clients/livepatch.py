@@ -290,8 +290,8 @@ def klp_unpatch_func(k: Kernel, func: klp_func) -> None:
 
 def _fops_name(k: Kernel, func: klp_func) -> str:
     assert func.old_func is not None
-    name = k.cat.name_of_ip(func.old_func)
-    idx = k.cat.indices(name)
+    name = k.cat.qualified_name_of_ip(func.old_func)
+    idx = k.cat.scope_indices(name)
     if len(idx) > 1:
         return f"klp_ops[{name},{idx.index(k.rec_index(func.old_func)) + 1}]"
     return f"klp_ops[{name}]"
@@ -602,9 +602,10 @@ def klp_find_object_symbol(k: Kernel, objname: str | None, name: str, sympos: in
 
     The address of ``name`` (0 plus a message if none).
 
-    The model's symbol table is the catalogue: duplicates are counted in record order.
+    The model's symbol table is the catalogue: the object's records of that name (a module's
+    are ``module:name``), duplicates counted in record order.
     """
-    idx = k.cat.indices(name)
+    idx = k.cat.object_indices(name, objname)
     shown = objname if objname is not None else "(null)"
     if not idx:
         k.log("ERR", "klp_find_object_symbol", f"{_PR}symbol '{name}' not found in symbol table")
@@ -762,7 +763,8 @@ def klp_init_object_loaded(k: Kernel, patch: klp_patch, obj: klp_object) -> int:
 def klp_init_object(k: Kernel, patch: klp_patch, obj: klp_object) -> int:
     """klp_init_object() (kernel/livepatch/core.c), all policies.
 
-    Vmlinux is always loaded; modules are not modelled.
+    Vmlinux is always loaded; a module object is loaded when the catalogue has its records (the
+    model does not load or unload modules, so klp_module_coming/going never run).
     """
     obj.patched = False
     for func in obj.funcs:
@@ -971,6 +973,19 @@ def default_new_func(patch: str, old_name: str, old_sympos: int = 0) -> str:
     return f"{LIVEPATCH_CODE_PREFIX}{patch}:{old_name}{suffix}"
 
 
+def _make_objects(patch: str, funcs: Sequence[FuncSpec]) -> list[klp_object]:
+    """The patch's klp_objects: ``module:func`` names go to that module's object (func ``func``)."""
+    by_obj: dict[str | None, list[FuncSpec]] = {}
+    for spec in funcs:
+        name = spec.old_name if isinstance(spec, klp_func) else spec[0] if isinstance(spec, tuple) else spec
+        mod, sep, plain = (name or "").partition(":")
+        if not sep or isinstance(spec, klp_func):
+            by_obj.setdefault(None, []).append(spec)
+        else:
+            by_obj.setdefault(mod, []).append((plain, spec[1]) if isinstance(spec, tuple) else plain)
+    return [klp_object(obj, _make_funcs(patch, specs)) for obj, specs in by_obj.items()]
+
+
 def _make_funcs(patch: str, funcs: Iterable[FuncSpec]) -> list[klp_func]:
     out = []
     for spec in funcs:
@@ -1000,18 +1015,18 @@ def klp_run_free_work(k: Kernel) -> None:
 
 def livepatch_enable(k: Kernel, name: str, funcs: Sequence[FuncSpec], replace: bool = False,
                      hold: bool = False) -> int:
-    """insmod of a livepatch module ``name`` whose init calls klp_enable_patch() (one vmlinux object).
+    """insmod of a livepatch module ``name`` whose init calls klp_enable_patch().
 
     ``funcs``: function names, ``(name, old_sympos)`` pairs, or klp_func objects; the new
-    functions are ``livepatch_<name>:<func>``. ``hold``: the task sleeps on an affected function,
+    functions are ``livepatch_<name>:<func>``. A ``module:func`` name puts the function in that
+    module's klp_object; the others go to the vmlinux object (objects in order of first mention). ``hold``: the task sleeps on an affected function,
     so the transition stays open until :func:`klp_transition_complete`. Returns the init's
     result; on failure the module is not loaded. -EEXIST if a module of that name is loaded.
     """
     st = klp_state(k)
     if name in st.modules:
         return -Errno.EEXIST
-    patch = klp_patch(name, [klp_object(None, _make_funcs(name, funcs))] if funcs else [],
-                      replace=replace)
+    patch = klp_patch(name, _make_objects(name, funcs), replace=replace)
     task = _task(k)
     was_blocked = task.blocked
     if hold:
