@@ -89,7 +89,7 @@ def test_reconstruct_mixed_matches_the_machine() -> None:
     assert any(d.startswith("bpf fentry ftlab_fentry -> meminfo_proc_show") for d in kinds)
     assert "kprobe uptime_proc_show (post_handler)" in kinds
     assert any(d.startswith("direct client dc_d1_") and "tramp=my_tramp1" in d for d in kinds)
-    assert "tracer function filter=['security_task_getsid']" in kinds
+    assert "tracer function filter=['meminfo_proc_show', 'security_task_getsid']" in kinds  # record order
     # patches oldest first (/proc/modules lists the newest first)
     lps = [a.args["name"] for a in rec.actions if a.kind == "livepatch"]
     assert lps[0].startswith("lp_p1_") and lps[1].startswith("lp_p2_")

@@ -626,7 +626,8 @@ ACTION_SYNTAX = (
     "bpf attach fentry|fexit|fmod_ret F [--prog NAME] [--ret N] | bpf detach NAME | "
     "kprobe add F [--post] [--name L] | kprobe remove L | tracer function [--filter G...] [--notrace G...] | "
     "tracer nop | direct register F... [--name N] [--tramp my_trampN] | direct modify N --tramp T | "
-    "direct unregister N | ops register F... [--name N] [--ipmodify] [--save-regs] | ops unregister N | call F")
+    "direct unregister N | ops register F... [--name N] [--ipmodify] [--save-regs] | ops unregister N | call F "
+    "(F: NAME or MODULE:NAME)")
 
 
 def _opts(tokens: list[str], spec: dict[str, str], where: str) -> tuple[list[str], dict[str, Any]]:
@@ -663,7 +664,7 @@ def _opts(tokens: list[str], spec: dict[str, str], where: str) -> tuple[list[str
 def _ref(text: str, where: str) -> dict[str, Any]:
     name, _, pos = text.partition(",")
     if not name or (pos and not pos.isdigit()):
-        raise InputError(f"bad function {text!r} (NAME or NAME,SYMPOS)", where)
+        raise InputError(f"bad function {text!r} (NAME, MODULE:NAME, or either with ,SYMPOS)", where)
     return {"name": name, "sympos": int(pos) if pos else 0}
 
 

@@ -241,9 +241,11 @@ def read_text(path: str) -> str:
 
 
 def write_file(path: str, text: str, trunc: bool = True) -> int:
-    """open(O_WRONLY|O_TRUNC) + one write + close, like ``echo -n text > path``: 0 or a positive errno.
+    """open(O_WRONLY|O_TRUNC) + write + close, like ``printf %s text > path``: 0 or a positive errno.
 
-    An empty ``text`` opens and closes only (which truncates a tracefs filter file).
+    Writes until every byte is taken, as the shell's echo and printf do: a tracefs filter file
+    takes one token per write() (trace_get_user) and answers with the bytes it read. An empty
+    ``text`` opens and closes only (which truncates a tracefs filter file).
     """
     flags = os.O_WRONLY | (os.O_TRUNC if trunc else os.O_APPEND)
     try:
@@ -252,8 +254,12 @@ def write_file(path: str, text: str, trunc: bool = True) -> int:
         return e.errno or _errno.EIO
     err = 0
     try:
-        if text:
-            os.write(fd, text.encode())
+        data = text.encode()
+        while data:
+            n = os.write(fd, data)
+            if n <= 0:
+                break
+            data = data[n:]
     except OSError as e:
         err = e.errno or _errno.EIO
     finally:
@@ -510,7 +516,9 @@ class Scenario:
             err = write_file(f"{TRACING}/current_tracer", "nop")
             return errname(err) if err else "ok"
         for fname, toks in (("set_ftrace_filter", st["filter"]), ("set_ftrace_notrace", st["notrace"])):
-            err = write_file(f"{TRACING}/{fname}", " ".join(toks))
+            # echo's trailing newline ends the last token, so its error is the write's (without
+            # it the kernel parses that token at close, where errors are dropped)
+            err = write_file(f"{TRACING}/{fname}", " ".join(toks) + "\n" if toks else "")
             if err:
                 return errname(err)
         err = write_file(f"{TRACING}/current_tracer", "function")

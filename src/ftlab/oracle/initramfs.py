@@ -5,10 +5,10 @@ whose unknown ``key=value`` words the kernel hands to /init as environment varia
 ``ftlab_agent`` (the agent script's host path), ``ftlab_plan`` (the plan's host path),
 ``ftlab_out`` (the host directory exported writable as 9p tag ``out``) and ``ftlab_python``.
 
-/init mounts proc, sysfs, devtmpfs and tracefs, loads the virtio/9p modules, mounts the host's
-root read-only at /host (tag ``hostroot``) with the guest's /proc, /sys and /dev bound over it
-and the writable export at its host path, then runs ``chroot /host python3 -B agent plan`` and
-powers off. Lines starting ``FTLAB-INIT`` report its progress on the console.
+/init mounts proc, sysfs, devtmpfs, tracefs and debugfs (for kprobes/list), loads the virtio/9p
+modules, mounts the host's root read-only at /host (tag ``hostroot``) with the guest's /proc,
+/sys and /dev bound over it and the writable export at its host path, then runs
+``chroot /host python3 -B agent plan`` and powers off. Lines starting ``FTLAB-INIT`` report its progress on the console.
 
 The cpio (newc) writer is pure Python, so no cpio tool is needed.
 """
@@ -30,6 +30,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tracefs tracefs /sys/kernel/tracing
+mount -t debugfs debugfs /sys/kernel/debug
 echo "FTLAB-INIT boot $(cut -d' ' -f1 /proc/uptime)"
 for m in MODULES; do
   insmod /lib/modules/$m.ko || echo "FTLAB-INIT fatal insmod $m"
