@@ -207,3 +207,34 @@ def test_mod_command_cannot_name_a_module_whose_name_starts_with_a_digit() -> No
     assert tracer.set_ftrace_filter(k, "v9fs_mount:mod:9p") == -Errno.EINVAL
     assert tracer.set_ftrace_filter(k, "v9fs_mount") == 0
     assert tracer.read_set_ftrace_filter(k) == "v9fs_mount [9p]\n"
+
+
+# -- the oracle's guest catalogue and generated modules ---------------------------------------------
+def test_oracle_guest_catalogue_is_embedded_then_the_guest_modules() -> None:
+    from ftlab.oracle.install import GUEST_MODULES
+    emb, guest = Catalogue.embedded(), Catalogue.oracle_guest()
+    assert guest.names[:len(emb)] == emb.names and guest.module_of(len(emb) - 1) is None
+    mods = [guest.module_of(i) for i in range(len(emb), len(guest))]
+    assert list(dict.fromkeys(mods)) == list(GUEST_MODULES)          # the guest's load order
+    assert guest.lookup("9p:v9fs_statfs") == guest.lookup("v9fs_statfs")
+
+
+def test_live_patch_module_has_one_klp_object_per_object() -> None:
+    from ftlab.oracle.modgen import livepatch_module
+    src = livepatch_module("p1", [("cmdline_proc_show", 0), ("9p:v9fs_statfs", 0)]).source
+    assert '{ .old_name = "v9fs_statfs", .new_func = ftlab_body_1 }' in src
+    assert "static int ftlab_body_1(struct dentry *dentry, struct kstatfs *buf)" in src
+    objs = src.split("static struct klp_object ftlab_objs[] = {", 1)[1].split("};", 1)[0]
+    assert objs.split("\n")[1:3] == ["\t{ .funcs = ftlab_funcs_0 },", '\t{ .name = "9p", .funcs = ftlab_funcs_1 },']
+
+
+def test_oracle_reports_module_records_by_their_heads() -> None:
+    from ftlab.oracle.plan import touched_functions
+    scenario, _ = load_scenario_text(
+        "kernel: {catalogue: oracle-guest}\nsteps:\n  - {kprobe: add, target: '9p:v9fs_statfs'}\n"
+        "  - {call: cmdline_proc_show}\n", "s.yaml")
+    assert touched_functions(scenario) == ["v9fs_statfs [9p]", "cmdline_proc_show"]
+    k = Kernel(Catalogue.oracle_guest(), policy="linux-6.1")
+    assert kprobes.register_kprobe(k, "9p:v9fs_statfs") == 0
+    assert views.enabled_functions(k, {"v9fs_statfs [9p]"}).startswith("v9fs_statfs [9p] (1) R")
+    assert views.enabled_functions(k, {"v9fs_statfs"}) == ""

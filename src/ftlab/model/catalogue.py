@@ -36,6 +36,10 @@ INVALID_PREFIX = "__ftrace_invalid_address___"
 #: The embedded default: Debian 12's linux-image-6.1.0-56-amd64 (6.1.192-2), vmlinux records only.
 EMBEDDED_NAME = "debian-6.1.0-56-amd64"
 _EMBEDDED_FILE = f"{EMBEDDED_NAME}.available_filter_functions.gz"
+#: The oracle guest's catalogue: the embedded one plus the records of the modules the guest's
+#: initramfs loads (virtio, 9p: ftlab.oracle.install.GUEST_MODULES), as that guest lists them.
+ORACLE_GUEST_NAME = "oracle-guest"
+_GUEST_MODULES_FILE = "oracle-guest-modules.available_filter_functions.gz"
 
 
 class Catalogue:
@@ -149,6 +153,20 @@ class Catalogue:
     def embedded() -> "Catalogue":
         """The embedded default catalogue (38,252 records of Debian's 6.1.0-56-amd64), parsed once."""
         return Catalogue.parse_embedded()
+
+    @staticmethod
+    @functools.lru_cache(maxsize=1)
+    def oracle_guest() -> "Catalogue":
+        """The embedded catalogue followed by the oracle guest's module records (``name
+        [module]``, in the guest's order): what available_filter_functions lists in that guest,
+        but for the modules a scenario loads itself (live patches, kprobe and direct-call
+        modules), whose own records only a filter on every function would meet."""
+        emb = Catalogue.embedded()
+        text = gzip.decompress(resources.files("ftlab.data").joinpath(_GUEST_MODULES_FILE).read_bytes()).decode()
+        mods = Catalogue.from_text(text, _GUEST_MODULES_FILE)
+        assert mods.modules is not None
+        return Catalogue(emb.names + mods.names, ORACLE_GUEST_NAME,
+                         (None,) * len(emb.names) + mods.modules)
 
     @staticmethod
     def parse_embedded() -> "Catalogue":

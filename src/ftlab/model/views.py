@@ -95,8 +95,8 @@ def print_enabled_record(k: Kernel, ip: int, flags: int) -> str:
 
 
 def enabled_functions(k: Kernel, names: set[str] | None = None) -> str:
-    """/sys/kernel/tracing/enabled_functions; ``names`` limits it to those functions (plain
-    names: a module's records are printed ``name [module]``, as %ps does).
+    """/sys/kernel/tracing/enabled_functions; ``names`` limits it to those functions, named as
+    the records' heads read (%ps: ``name``, or ``name [module]`` for a module's).
 
     Once ftrace is dead the file reads empty, as on the real kernel.
     """
@@ -104,7 +104,7 @@ def enabled_functions(k: Kernel, names: set[str] | None = None) -> str:
         return ""
     lines = []
     for r in k.enabled_records():
-        if names is not None and k.cat.name_of_ip(r.ip) not in names:
+        if names is not None and k.cat.sym_of_ip(r.ip) not in names:
             continue
         lines.append(print_enabled_record(k, r.ip, r.flags) + "\n")
     return "".join(lines)

@@ -24,7 +24,7 @@ would and records what the model also produces:
   unload a generated module;
   ``direct modify``: write the module's ``tramp`` parameter (modify_ftrace_direct_multi);
 * ``tracer``: the tracefs files, as the model's runner writes them;
-* ``call``: the userspace action that reaches the function (a /proc read or getsid), then
+* ``call``: the userspace action that reaches the function (a /proc read, getsid or statfs), then
   which body ran (the live patch's marker in the output, or its hit counter), the BPF log, the
   kprobe / direct-trampoline hit counters, and the value the caller saw.
 
@@ -530,7 +530,7 @@ class Scenario:
         for spec in list(self.patches.values()):
             raw = module_param(spec["module"], "hits") or ""
             for item in raw.split(","):
-                func, _, n = item.partition(":")
+                func, _, n = item.rpartition(":")  # a module's function is module:name
                 if n.isdigit():
                     out[(spec["patch"], func)] = int(n)
         return out
@@ -561,6 +561,11 @@ class Scenario:
         if how == "getsid":
             try:
                 os.getsid(os.getpid())
+            except OSError as e:
+                retval = -(e.errno or 0)
+        elif how == "statfs":
+            try:
+                os.statvfs("/")
             except OSError as e:
                 retval = -(e.errno or 0)
         else:
@@ -594,7 +599,7 @@ class Scenario:
                 if key[3] != 0:
                     skipped = True
                     break
-        if how != "getsid":
+        if how not in ("getsid", "statfs"):
             bodies = markers
             evidence = "marker"
         else:
@@ -612,8 +617,9 @@ class Scenario:
             hooks += [key] * max(0, n - hooks0.get(key, 0))
         if tracer_on:
             trace = read_text(f"{TRACING}/trace")
+            sym = func.rpartition(":")[2]  # the trace names a module's function without its module
             hooks += ["tracer"] * sum(1 for ln in trace.splitlines()
-                                      if not ln.startswith("#") and f" {func} <-" in f" {ln.split(': ', 1)[-1]}")
+                                      if not ln.startswith("#") and f" {sym} <-" in f" {ln.split(': ', 1)[-1]}")
         return {"function": func, "body": body, "programs": programs, "fexit": fexit, "retval": retval,
                 "body_ret": 0 if body not in (None, "original") else None, "hooks": sorted(hooks),
                 "evidence": evidence, "markers": markers, "counted": counted}

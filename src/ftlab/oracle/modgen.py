@@ -69,8 +69,8 @@ def livepatch_module(patch: str, funcs: list[tuple[str, int]], replace: bool = F
         raise OracleError(f"live patch {patch!r}: no functions")
     parts = [HEADER, "#include <linux/atomic.h>\n#include <linux/kernel.h>\n#include <linux/livepatch.h>\n"
              "#include <linux/module.h>\n#include <linux/moduleparam.h>\n#include <linux/sched.h>\n"
-             "#include <linux/seq_file.h>\n\n"]
-    table = []
+             "#include <linux/seq_file.h>\n#include <linux/statfs.h>\n\n"]
+    tables: dict[str | None, list[str]] = {}
     for i, (name, sympos) in enumerate(funcs):
         c = CALLABLE.get(name)
         if c is None:
@@ -87,13 +87,23 @@ def livepatch_module(patch: str, funcs: list[tuple[str, int]], replace: bool = F
             parts.append(f"static int ftlab_body_{i}(struct task_struct *p)\n{{\n"
                          f"\tatomic_inc(&ftlab_hits_{i});\n"
                          f"\treturn 0;\n}}\n\n")
+        elif c.proto == "statfs":
+            parts.append(f"static int ftlab_body_{i}(struct dentry *dentry, struct kstatfs *buf)\n{{\n"
+                         f"\tatomic_inc(&ftlab_hits_{i});\n"
+                         f"\treturn 0;\n}}\n\n")
         else:  # pragma: no cover - the table above has only these
             raise OracleError(f"unknown prototype {c.proto!r}")
         pos = f", .old_sympos = {sympos}" if sympos else ""
-        table.append(f"\t{{ .old_name = {_c_string(name)}, .new_func = ftlab_body_{i}{pos} }},\n")
-    parts.append("static struct klp_func ftlab_funcs[] = {\n" + "".join(table) + "\t{ }\n};\n\n")
-    parts.append("/* .name NULL: the functions are in vmlinux */\n"
-                 "static struct klp_object ftlab_objs[] = {\n\t{ .funcs = ftlab_funcs },\n\t{ }\n};\n\n")
+        obj, _, plain = name.rpartition(":")
+        tables.setdefault(obj or None, []).append(
+            f"\t{{ .old_name = {_c_string(plain)}, .new_func = ftlab_body_{i}{pos} }},\n")
+    objs = []
+    for n, (obj, table) in enumerate(tables.items()):
+        parts.append(f"static struct klp_func ftlab_funcs_{n}[] = {{\n" + "".join(table) + "\t{ }\n};\n\n")
+        # .name NULL: vmlinux; else the module whose functions these are
+        objs.append(f"\t{{ .funcs = ftlab_funcs_{n} }},\n" if obj is None
+                    else f"\t{{ .name = {_c_string(obj)}, .funcs = ftlab_funcs_{n} }},\n")
+    parts.append("static struct klp_object ftlab_objs[] = {\n" + "".join(objs) + "\t{ }\n};\n\n")
     parts.append("static struct klp_patch ftlab_patch = {\n\t.mod = THIS_MODULE,\n\t.objs = ftlab_objs,\n"
                  f"\t.replace = {'true' if replace else 'false'},\n}};\n\n")
     getter = "".join(f"\tn += scnprintf(buf + n, PAGE_SIZE - n, \"%s{name}:%d\", n ? \",\" : \"\", "

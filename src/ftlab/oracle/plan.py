@@ -57,7 +57,8 @@ def describe(step: Any) -> str:
 
 
 def touched_functions(scenario: Scenario) -> list[str]:
-    """Functions whose records are reported after each step, in first-mention order."""
+    """Functions whose records are reported after each step, in first-mention order, as
+    enabled_functions names them (``name [module]`` for a module's)."""
     seen: dict[str, None] = {}
     for step in scenario.steps:
         if isinstance(step, LivepatchStep):
@@ -75,7 +76,8 @@ def touched_functions(scenario: Scenario) -> list[str]:
         else:
             names = []
         for n in names:
-            seen.setdefault(n, None)
+            mod, sep, plain = n.partition(":")
+            seen.setdefault(f"{plain} [{mod}]" if sep else n, None)  # as the record's head reads
     return list(seen)
 
 
@@ -96,9 +98,9 @@ def plan_scenario(scenario: Scenario, lines: dict, source: str, btf_funcs: dict[
     if scenario.kernel.arch != "x86_64":
         raise InputError(f"the oracle runs x86_64 only (the scenario asks for {scenario.kernel.arch})",
                          f"{source}:{lines.get(('kernel',), 1)}")
-    if scenario.kernel.catalogue != "embedded":
-        raise InputError("the oracle replays on the real kernel: use the embedded catalogue",
-                         f"{source}:{lines.get(('kernel',), 1)}")
+    if scenario.kernel.catalogue not in ("embedded", "oracle-guest"):
+        raise InputError("the oracle replays on the real kernel: use the embedded catalogue (or oracle-guest, "
+                         "with the guest's modules)", f"{source}:{lines.get(('kernel',), 1)}")
     for i, step in enumerate(scenario.steps):
         st: dict[str, Any] = {"action": describe(step)}
         if isinstance(step, LivepatchStep):

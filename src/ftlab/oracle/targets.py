@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Callable:
-    """A function user space reaches: ``how`` is a /proc path to read, or ``getsid``.
+    """A function user space reaches: ``how`` is a /proc path to read, ``getsid`` or ``statfs``.
 
     ``proto`` names the C prototype of the replacement body a live patch gets:
     ``seq_show`` is ``int (struct seq_file *, void *)`` (the body appends its marker line to the
-    file's text), ``task_getsid`` is ``int (struct task_struct *)`` (the body counts and returns 0).
+    file's text), ``task_getsid`` is ``int (struct task_struct *)`` and ``statfs`` is
+    ``int (struct dentry *, struct kstatfs *)`` (these bodies count and return 0).
     """
 
     name: str
@@ -35,6 +36,9 @@ CALLABLE: dict[str, Callable] = {c.name: c for c in (
     # getsid(getpid()) calls it; getsid(0) does not. An fmod_ret program may attach here
     # (security_*; Debian's 6.1 has no CONFIG_FUNCTION_ERROR_INJECTION).
     Callable("security_task_getsid", "getsid", "task_getsid"),
+    # A function of a module (the guest's 9p, catalogue ``oracle-guest``): the agent runs in
+    # the host's root mounted over 9p (9p2000.L), so statvfs("/") calls the superblock's statfs.
+    Callable("9p:v9fs_statfs", "statfs", "statfs"),
 )}
 
 #: The line a replacement body appends to a /proc file: ``ftlab-oracle body=<patch> func=<f>``.

@@ -86,6 +86,8 @@ def build_kernel(spec: KernelSpec, source: str, lines: dict[Path_, int], policy:
             raise InputError(e.message, where) from None
     elif cat_spec == "embedded":
         cat = Catalogue.embedded()
+    elif cat_spec == "oracle-guest":
+        cat = Catalogue.oracle_guest()
     else:
         try:
             cat = Catalogue.from_file(cat_spec)

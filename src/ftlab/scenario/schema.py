@@ -253,7 +253,8 @@ class KernelSpec(_Strict):
 
     policy: Literal["linux-5.18", "seed-v2", "linux-6.1"] = DEFAULT_POLICY
     arch: Literal["x86_64", "arm64", "ppc64le", "s390x"] = "x86_64"
-    catalogue: str | list[str] = Field("embedded", description="'embedded', a file path, or a list of names")
+    catalogue: str | list[str] = Field("embedded", description="'embedded', 'oracle-guest' (embedded plus the oracle "
+                                       "guest's virtio and 9p modules), a file path, or a list of names")
     mutations: list[Literal["ops-func-blocking-lock", "no-orig-stack", "skip-prepare", "no-rollback"]] = Field(
         default_factory=list, description="deliberate deviations of the model (ftlab explore --mutation)")
 
