@@ -115,7 +115,7 @@ def test_glob_duplicate_name_selects_every_record_json() -> None:
     assert doc["count"] == 17
     assert {r["name"] for r in doc["records"]} == {"type_show"}
     assert doc["filters"]["glob"] == {"token": "type_show", "type": "MATCH_FULL", "search": "type_show",
-                                      "negate": False}
+                                      "module": None, "negate": False}
 
 
 def test_glob_bang_token_reports_the_records_it_would_remove() -> None:

@@ -173,6 +173,7 @@ def test_preflight_rebuilds_module_clients_and_predicts_on_module_functions(tmp_
     cat = load_snapshot(str(p2)).catalogue
     toks = next(a for a in rec2.actions if a.kind == "tracer").args["filter"]
     assert toks[0] == "v9fs_umount_begin" and cat.module_of(int(toks[1]) - 1) is None
+    assert "tracer function filter=['9p:v9fs_umount_begin', 'device_show']" in [a.describe() for a in rec2.actions]
     assert cat.names[int(toks[1]) - 1] == "device_show" and len(cat.indices("device_show")) > 1
     doc = preflight(path, ["bpf attach fexit 9p:v9fs_statfs --prog fx", "kprobe add 9p:v9fs_statfs --post",
                            "call 9p:v9fs_statfs", "livepatch enable --func 9p:v9fs_mount"])
@@ -238,3 +239,29 @@ def test_oracle_reports_module_records_by_their_heads() -> None:
     assert kprobes.register_kprobe(k, "9p:v9fs_statfs") == 0
     assert views.enabled_functions(k, {"v9fs_statfs [9p]"}).startswith("v9fs_statfs [9p] (1) R")
     assert views.enabled_functions(k, {"v9fs_statfs"}) == ""
+
+
+def test_a_universe_may_name_module_functions() -> None:
+    from ftlab.explorer.checker import Checker
+    from ftlab.explorer.universe import FtraceModel, load_universe_text
+    spec = load_universe_text(
+        "policy: linux-6.1\nfunctions: [foo, 'foo [nfs]']\ncalls: true\nclients:\n"
+        "  - {livepatch: p1, funcs: ['nfs:foo']}\n  - {bpf: fx, kind: fexit, target: 'nfs:foo'}\n"
+        "  - {kprobe: kp, target: foo, post: true}\n", "u.yaml")
+    model = FtraceModel(spec)
+    assert [str(a) for a in model.call_actions] == ["call foo", "call nfs:foo"]
+    result = Checker(model).depth(4).run()
+    assert result.states > 10
+    result.assert_no_violation("no_oops", "no_model_error")
+
+
+def test_catalogue_command_shows_modules(tmp_path, capsys) -> None:
+    from ftlab.cli import main
+    p = tmp_path / "aff.txt"
+    p.write_text("foo\nbar [nfs]\nfoo [nfs]\n")
+    assert main(["catalogue", "--catalogue", str(p), "--glob", "f*:mod:nfs"]) == 0
+    out = capsys.readouterr().out
+    assert "(MATCH_FRONT_ONLY in module nfs)" in out and out.rstrip().endswith("foo [nfs]")
+    assert main(["catalogue", "--catalogue", str(p), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["module"]) for r in doc["records"]] == [("foo", None), ("bar", "nfs"), ("foo", "nfs")]

@@ -294,8 +294,10 @@ def cmd_catalogue(args: argparse.Namespace) -> Output:
             negate, indices = match_records(cat, token)
         except InputError as e:
             raise InputError(e.message, e.where or "--glob") from None
-        rtype, search, _ = filter_parse_regex(token)
-        glob_info = {"token": token, "type": rtype.name, "search": search, "negate": negate}
+        func, _, command = token.partition(":")
+        rtype, search, _ = filter_parse_regex(func)  # the function part of a func:mod:MODULE token
+        module = command.partition(":")[2] if command.startswith("mod:") else None
+        glob_info = {"token": token, "type": rtype.name, "search": search, "module": module, "negate": negate}
         selected = indices
     if args.grep is not None:
         try:
@@ -318,7 +320,7 @@ def cmd_catalogue(args: argparse.Namespace) -> Output:
         if not (args.summary or args.count):
             invalid = cat.invalid
             fields["records"] = [{"index": i, "ip": f"0x{cat.ip(i):x}", "name": cat.names[i],
-                                  "invalid": i in invalid} for i in shown]
+                                  "module": cat.module_of(i), "invalid": i in invalid} for i in shown]
             fields["truncated"] = truncated
         return Output(json_document("catalogue", **fields), status)
 
@@ -333,7 +335,7 @@ def cmd_catalogue(args: argparse.Namespace) -> Output:
             return Output(rich_table(["", ""], items, title="catalogue", caption=describe or None,
                                      show_header=False), status)
         return Output("".join(f"{k}: {v}\n" for k, v in items), status)
-    rows = [(str(i), f"0x{cat.ip(i):x}", cat.names[i]) for i in shown]
+    rows = [(str(i), f"0x{cat.ip(i):x}", cat.sym_of_ip(cat.ip(i))) for i in shown]
     footer = f"{count} records, first {len(shown)} shown (--limit {args.limit})" if truncated else ""
     if use_rich(len(rows)):
         caption = "; ".join(s for s in (describe, footer) if s) or None
@@ -350,7 +352,8 @@ def _describe_filters(glob_info: dict[str, Any] | None, grep: str | None, count:
     parts = []
     if glob_info is not None:
         neg = ", '!': the token removes them" if glob_info["negate"] else ""
-        parts.append(f"--glob {glob_info['token']!r} ({glob_info['type']}{neg})")
+        mod = f" in module {glob_info['module']}" if glob_info.get("module") else ""
+        parts.append(f"--glob {glob_info['token']!r} ({glob_info['type']}{mod}{neg})")
     if grep is not None:
         parts.append(f"--grep {grep!r}")
     if not parts:

@@ -48,10 +48,10 @@ Schemas are closed (``additionalProperties: false``): a new field needs a schema
                    "invalid_records": int},
      "filters": {"glob": null | {"token": str, "type": "MATCH_FULL" | "MATCH_FRONT_ONLY" |
                                  "MATCH_MIDDLE_ONLY" | "MATCH_END_ONLY" | "MATCH_GLOB" |
-                                 "MATCH_INDEX", "search": str, "negate": bool},
+                                 "MATCH_INDEX", "search": str, "module": null | str, "negate": bool},
                  "grep": null | str},
      "count": int,
-     "records": [{"index": int, "ip": "0x<hex>", "name": str, "invalid": bool}],  # with
+     "records": [{"index": int, "ip": "0x<hex>", "name": str, "module": str|null, "invalid": bool}],  # with
      "truncated": bool}                                            # neither --summary nor --count
 
 ``bench``::
@@ -216,12 +216,14 @@ CATALOGUE: dict[str, Any] = _document("catalogue", {
         "glob": {"anyOf": [{"type": "null"}, _obj({"token": {"type": "string", "minLength": 1},
                                                    "type": {"enum": MATCH_TYPES},
                                                    "search": {"type": "string"},
+                                                   "module": {"type": ["string", "null"]},
                                                    "negate": {"type": "boolean"}})]},
         "grep": {"type": ["string", "null"]},
     }),
     "count": _NAT,
     "records": {"type": "array", "items": _obj({"index": _NAT, "ip": {"type": "string", "pattern": "^0x[0-9a-f]+$"},
                                                 "name": {"type": "string", "minLength": 1},
+                                                "module": {"type": ["string", "null"]},
                                                 "invalid": {"type": "boolean"}})},
     "truncated": {"type": "boolean"},
 }, optional=("records", "truncated"), dependentRequired={"records": ["truncated"], "truncated": ["records"]})

@@ -224,8 +224,8 @@ class Action:
         if self.kind == "direct":
             return f"direct client {a['name']} [{', '.join(a['targets'])}] tramp={a['tramp']}"
         if self.kind == "tracer":
-            return (f"tracer function filter={a['filter'] or 'all'}"
-                    + (f" notrace={a['notrace']}" if a["notrace"] else ""))
+            filt, notr = a.get("filter_names", a["filter"]), a.get("notrace_names", a["notrace"])
+            return f"tracer function filter={filt or 'all'}" + (f" notrace={notr}" if notr else "")
         if self.kind == "ops":
             fl = "".join(f" {f}" for f, on in (("IPMODIFY", a["ipmodify"]), ("SAVE_REGS", a["save_regs"])) if on)
             return f"unknown ftrace_ops {a['name']} [{', '.join(a['funcs'])}]{fl}"
@@ -485,7 +485,9 @@ def reconstruct(snap: Snapshot, policy: str) -> Reconstruction:
 
         filt, filt_names = names("set_ftrace_filter")
         notr, notr_names = names("set_ftrace_notrace")
-        actions.append(Action("tracer", {"filter": filt, "notrace": notr}, "current_tracer is function"))
+        actions.append(Action("tracer", {"filter": filt, "notrace": notr,
+                                         "filter_names": sorted(filt_names), "notrace_names": sorted(notr_names)},
+                              "current_tracer is function"))
         covered = filt_names if filt else set(recs)
         for n in covered - notr_names:
             if n in explained:
