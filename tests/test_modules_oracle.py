@@ -64,7 +64,7 @@ def test_module_functions_on_the_real_kernel(tmp_path) -> None:
     assert any(ln.startswith("v9fs_mount [9p] (1) R") for ln in s.text("enabled_functions").splitlines())
     rec = reconstruct(s, "linux-6.1")
     kinds = sorted(a.describe() for a in rec.actions)
-    assert "kprobe 9p:v9fs_mount" in kinds and "tracer function filter=['v9fs_statfs']" in kinds
+    assert "kprobe 9p:v9fs_mount" in kinds and "tracer function filter=['9p:v9fs_statfs']" in kinds
     doc = preflight(str(snap), [f"tracer function --filter {t}" for t in FILTERS[:2]]
                     + ["kprobe add 9p:v9fs_mount --post --name second"])
     v = doc["variants"][0]
