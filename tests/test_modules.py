@@ -265,3 +265,18 @@ def test_catalogue_command_shows_modules(tmp_path, capsys) -> None:
     assert main(["catalogue", "--catalogue", str(p), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [(r["name"], r["module"]) for r in doc["records"]] == [("foo", None), ("bar", "nfs"), ("foo", "nfs")]
+
+
+def test_snapshot_names_a_link_target_in_a_module_by_its_btf_object() -> None:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("snap_alone", os.path.join(os.path.dirname(__file__), "..", "src",
+                                                                             "ftlab", "snapshot.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    vml = (1 << 32) | 0x80000000 | 500
+    m9p = (7 << 32) | 0x80000000 | 500          # same BTF id in a module's split BTF
+    text = (f"cmdline_proc_show (1) R   D\ttramp: ftrace_regs_caller+0x0/0x58 (call_direct_funcs+0x0/0x30)\n"
+            f"\tdirect-->bpf_trampoline_{vml}+0x0/0x1000\n"
+            f"v9fs_statfs [9p] (1) R   D\ttramp: ftrace_regs_caller+0x0/0x58 (call_direct_funcs+0x0/0x30)\n"
+            f"\tdirect-->bpf_trampoline_{m9p}+0x0/0x1000\n")
+    assert mod._tramp_targets(text) == {(1, 500): "cmdline_proc_show", (7, 500): "9p:v9fs_statfs"}
