@@ -193,6 +193,18 @@ def test_parse_btf_ids_and_argument_counts() -> None:
         btf.parse_btf(b"\0" * 32)
 
 
+def test_split_btf_numbers_after_its_base_and_shares_its_strings() -> None:
+    base = btf.Btf(_btf_blob())                                    # 4 types, 16 bytes of strings
+    strings = b"bar_statfs\0"                                      # split offset 0 = 16 overall
+    types = struct.pack("<III", 0, (13 << 24) | 3, 1) + struct.pack("<IIIIII", 0, 1, 0, 1, 0, 1)  # 5: PROTO(3)
+    types += struct.pack("<III", 16, (12 << 24), 5)                 # 6: FUNC bar_statfs (split string)
+    types += struct.pack("<III", 5, (12 << 24), 2)                  # 7: FUNC foo_show (base string, base proto)
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    split = btf.Btf(hdr + types + strings, base)
+    assert split.funcs == {"bar_statfs": (6, 3), "foo_show": (7, 2)}
+    assert split.ntypes == 7
+
+
 def test_vmlinux_from_bzimage_finds_the_payload() -> None:
     import lzma
     payload = b"\x7fELF" + b"x" * 100

@@ -17,7 +17,7 @@ would and records what the model also produces:
   wait for the transition, ``delete_module`` with retries (the patch drops its module reference
   from a work item, so EAGAIN is normal for a moment);
 * ``bpf attach``: ``bpf(BPF_PROG_LOAD)`` of a hand-assembled BPF_PROG_TYPE_TRACING program with
-  the target's BTF id, then ``bpf(BPF_RAW_TRACEPOINT_OPEN)`` for the link; ``detach``: close the
+  the target's BTF id (and, for a module's function, an fd of the module's BTF object), then ``bpf(BPF_RAW_TRACEPOINT_OPEN)`` for the link; ``detach``: close the
   link. Every program appends ``(program id, value)`` to a shared array map: fentry 0, fexit and
   fmod_ret the return-value slot they see, so a call shows which programs fired in which order;
 * ``kprobe add|remove``, ``direct register|unregister``, ``ops register|unregister``: load /
@@ -61,7 +61,10 @@ BPF_MAP_CREATE = 0
 BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
 BPF_PROG_LOAD = 5
+BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_RAW_TRACEPOINT_OPEN = 17
+BPF_BTF_GET_FD_BY_ID = 19
+BPF_BTF_GET_NEXT_ID = 23
 BPF_MAP_TYPE_ARRAY = 2
 BPF_PROG_TYPE_TRACING = 26
 ATTACH_TYPES = {"fentry": 24, "fexit": 25, "fmod_ret": 26}
@@ -211,8 +214,30 @@ def tracing_program(map_fd: int, prog_id: int, ret_off: int | None, ret: int) ->
     return b"".join(p)
 
 
-def bpf_prog_load(insns: bytes, kind: str, btf_id: int, name: str) -> tuple[int, str]:
-    """BPF_PROG_LOAD of a tracing program; (fd or minus errno, verifier log on failure)."""
+def module_btf_fd(module: str) -> int:
+    """An fd of the BTF object of ``module`` (BPF_BTF_GET_NEXT_ID, then each one's name through
+    BPF_OBJ_GET_INFO_BY_FD), or minus an errno (ENOENT: no such BTF object)."""
+    next_id = 0
+    while True:
+        attr = bytearray(struct.pack("<II", next_id, 0))
+        if bpf(BPF_BTF_GET_NEXT_ID, attr) < 0:
+            return -_errno.ENOENT
+        next_id = struct.unpack_from("<I", attr, 4)[0]
+        fd = bpf(BPF_BTF_GET_FD_BY_ID, bytearray(struct.pack("<I", next_id) + bytes(12)))
+        if fd < 0:
+            continue
+        name = ctypes.create_string_buffer(64)
+        info = ctypes.create_string_buffer(32)        # struct bpf_btf_info
+        struct.pack_into("<QIIQII", info, 0, 0, 0, 0, _addr(name), len(name), 0)
+        attr = bytearray(struct.pack("<IIQ", fd, len(info), _addr(info)))
+        if bpf(BPF_OBJ_GET_INFO_BY_FD, attr) == 0 and name.value.decode(errors="replace") == module:
+            return fd
+        os.close(fd)
+
+
+def bpf_prog_load(insns: bytes, kind: str, btf_id: int, name: str, btf_obj_fd: int = 0) -> tuple[int, str]:
+    """BPF_PROG_LOAD of a tracing program; (fd or minus errno, verifier log on failure).
+    ``btf_obj_fd``: the target's module BTF object (attach_btf_obj_fd), 0 for vmlinux."""
     code = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(b"GPL")
     log = ctypes.create_string_buffer(4096)
@@ -221,7 +246,7 @@ def bpf_prog_load(insns: bytes, kind: str, btf_id: int, name: str) -> tuple[int,
                      _addr(lic), 1, len(log), _addr(log), 0, 0)
     attr[48:64] = name.encode()[:15].ljust(16, b"\0")
     struct.pack_into("<I", attr, 68, ATTACH_TYPES[kind])
-    struct.pack_into("<I", attr, 108, btf_id)
+    struct.pack_into("<II", attr, 108, btf_id, btf_obj_fd)
     fd = bpf(BPF_PROG_LOAD, attr)
     return fd, (log.value.decode(errors="replace") if fd < 0 else "")
 
@@ -428,7 +453,12 @@ class Scenario:
             ret_off = None if st["kind"] == "fentry" else 8 * btf["nargs"]
             insns = tracing_program(self.agent.log.fd, prog_id, ret_off,
                                     st["ret"] if st["kind"] == "fmod_ret" else 0)
-            fd, vlog = bpf_prog_load(insns, st["kind"], btf["id"], f"ftlab_{st['kind']}")
+            obj_fd = 0
+            if btf.get("module"):
+                obj_fd = self.agent.module_btf(btf["module"])
+                if obj_fd < 0:
+                    return errname(-obj_fd)
+            fd, vlog = bpf_prog_load(insns, st["kind"], btf["id"], f"ftlab_{st['kind']}", obj_fd)
             if fd < 0:
                 if vlog.strip():
                     self.notes.append(f"verifier ({st['prog']}): " + vlog.strip().splitlines()[-1])
@@ -791,6 +821,7 @@ class Agent:
     def __init__(self, plan: dict) -> None:
         self.plan = plan
         self.btf = plan["btf"]["funcs"]
+        self.module_btfs: dict[str, int] = {}
         self.prog_id = 0
         self.log = BpfLog()
         self.kmsg = Kmsg()
@@ -798,6 +829,15 @@ class Agent:
     def next_prog_id(self) -> int:
         self.prog_id += 1
         return self.prog_id
+
+    def module_btf(self, module: str) -> int:
+        """The fd of ``module``'s BTF object (found once, kept open), or minus an errno."""
+        fd = self.module_btfs.get(module)
+        if fd is None:
+            fd = module_btf_fd(module)
+            if fd >= 0:
+                self.module_btfs[module] = fd
+        return fd
 
     def run(self) -> int:
         out_dir = self.plan["out"]

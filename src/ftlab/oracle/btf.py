@@ -33,37 +33,51 @@ _FIXED = {1: 4, 3: 12, 14: 4, 17: 4}          # INT, ARRAY, VAR, DECL_TAG
 _PER_VLEN = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}  # STRUCT, UNION, ENUM, FUNC_PROTO, DATASEC, ENUM64
 
 
+class Btf:
+    """One parsed BTF blob: its functions (name -> (id, number of arguments)), and what a split
+    BTF on top of it needs (type count, strings, the argument count of each FUNC_PROTO)."""
+
+    def __init__(self, data: bytes, base: "Btf | None" = None) -> None:
+        if len(data) < 24:
+            raise OracleError("BTF blob too short")
+        magic, _version, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
+        if magic != BTF_MAGIC:
+            raise OracleError(f"not BTF (magic 0x{magic:x})")
+        type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
+        self.strings = data[hdr_len + str_off:hdr_len + str_off + str_len]
+        #: a split BTF (a module's) numbers its types after its base's and its strings after the
+        #: base's strings: a smaller offset names a base string
+        first_id = base.ntypes + 1 if base is not None else 1
+        base_str = len(base.strings) if base is not None else 0
+        self.protos: dict[int, int] = dict(base.protos) if base is not None else {}
+        pos, end = hdr_len + type_off, hdr_len + type_off + type_len
+        tid = first_id - 1
+        funcs: list[tuple[int, int, int]] = []         # (id, name_off, proto id)
+        while pos < end:
+            tid += 1
+            name_off, info, size_type = struct.unpack_from("<III", data, pos)
+            pos += 12
+            kind = (info >> 24) & 0x1F
+            vlen = info & 0xFFFF
+            if kind == KIND_FUNC:
+                funcs.append((tid, name_off, size_type))
+            elif kind == KIND_FUNC_PROTO:
+                self.protos[tid] = vlen
+            pos += _FIXED.get(kind, 0) + _PER_VLEN.get(kind, 0) * vlen
+        self.ntypes = tid
+        self.funcs: dict[str, tuple[int, int]] = {}
+        for fid, name_off, proto in funcs:
+            if name_off < base_str and base is not None:
+                table, off = base.strings, name_off
+            else:
+                table, off = self.strings, name_off - base_str
+            name = table[off:table.index(b"\0", off)].decode()
+            self.funcs.setdefault(name, (fid, self.protos.get(proto, 0)))
+
+
 def parse_btf(data: bytes) -> dict[str, tuple[int, int]]:
     """Every function of a BTF blob: name -> (BTF id, number of arguments)."""
-    if len(data) < 24:
-        raise OracleError("BTF blob too short")
-    magic, _version, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
-    if magic != BTF_MAGIC:
-        raise OracleError(f"not BTF (magic 0x{magic:x})")
-    type_off, type_len, str_off, _str_len = struct.unpack_from("<IIII", data, 8)
-    types = hdr_len + type_off
-    strings = hdr_len + str_off
-    pos, end = types, types + type_len
-    tid = 0
-    funcs: list[tuple[int, int, int]] = []         # (id, name_off, proto id)
-    protos: dict[int, int] = {}                     # proto id -> vlen
-    while pos < end:
-        tid += 1
-        name_off, info, size_type = struct.unpack_from("<III", data, pos)
-        pos += 12
-        kind = (info >> 24) & 0x1F
-        vlen = info & 0xFFFF
-        if kind == KIND_FUNC:
-            funcs.append((tid, name_off, size_type))
-        elif kind == KIND_FUNC_PROTO:
-            protos[tid] = vlen
-        pos += _FIXED.get(kind, 0) + _PER_VLEN.get(kind, 0) * vlen
-    out: dict[str, tuple[int, int]] = {}
-    for fid, name_off, proto in funcs:
-        s = strings + name_off
-        name = data[s:data.index(b"\0", s)].decode()
-        out.setdefault(name, (fid, protos.get(proto, 0)))
-    return out
+    return Btf(data).funcs
 
 
 def vmlinux_from_bzimage(image: bytes) -> bytes:
@@ -99,14 +113,21 @@ def elf_section(elf: bytes, wanted: str) -> bytes:
         start = names + h[0]
         if elf[start:elf.index(b"\0", start)].decode() == wanted:
             return elf[h[4]:h[4] + h[5]]
-    raise OracleError(f"the kernel image has no {wanted} section")
+    raise OracleError(f"the ELF file has no {wanted} section")
 
 
-def kernel_btf(vmlinuz: str, cache_dir: str) -> dict:
-    """``{"sha256", "funcs": {name: {"id", "nargs"}}}`` for the kernel ``vmlinuz``, cached per image."""
+def kernel_btf(vmlinuz: str, cache_dir: str, modules: dict[str, str] | None = None) -> dict:
+    """``{"sha256", "funcs": {name: {"id", "nargs"}}}`` for the kernel ``vmlinuz``, cached per image.
+
+    ``modules`` (module name -> .ko path): their functions too, from each module's split BTF
+    (the ``.BTF`` section of the .ko, numbered after vmlinux's types), as ``module:name`` with
+    ``"module"``: a program attaches to one with the module's BTF object (attach_btf_obj_fd).
+    """
     st = os.stat(vmlinuz)
     cache = os.path.join(cache_dir, "btf.json")
-    stamp = f"{os.path.basename(vmlinuz)}:{st.st_size}:{int(st.st_mtime)}"
+    mods = sorted((modules or {}).items())
+    stamp = f"{os.path.basename(vmlinuz)}:{st.st_size}:{int(st.st_mtime)}:" + ",".join(
+        f"{m}:{os.stat(p).st_size}:{int(os.stat(p).st_mtime)}" for m, p in mods)
     try:
         with open(cache, encoding="utf-8") as f:
             data = json.load(f)
@@ -117,9 +138,13 @@ def kernel_btf(vmlinuz: str, cache_dir: str) -> dict:
     with open(vmlinuz, "rb") as f:
         image = f.read()
     blob = elf_section(vmlinux_from_bzimage(image), ".BTF")
-    funcs = parse_btf(blob)
-    data = {"stamp": stamp, "sha256": hashlib.sha256(blob).hexdigest(),
-            "funcs": {n: {"id": i, "nargs": a} for n, (i, a) in funcs.items()}}
+    base = Btf(blob)
+    out: dict[str, dict] = {n: {"id": i, "nargs": a} for n, (i, a) in base.funcs.items()}
+    for m, path in mods:
+        with open(path, "rb") as f:
+            split = Btf(elf_section(f.read(), ".BTF"), base)
+        out.update((f"{m}:{n}", {"id": i, "nargs": a, "module": m}) for n, (i, a) in split.funcs.items())
+    data = {"stamp": stamp, "sha256": hashlib.sha256(blob).hexdigest(), "funcs": out}
     os.makedirs(cache_dir, exist_ok=True)
     tmp = cache + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -128,4 +153,4 @@ def kernel_btf(vmlinuz: str, cache_dir: str) -> dict:
     return data
 
 
-__all__ = ["parse_btf", "vmlinux_from_bzimage", "elf_section", "kernel_btf"]
+__all__ = ["Btf", "parse_btf", "vmlinux_from_bzimage", "elf_section", "kernel_btf"]

@@ -109,7 +109,8 @@ def run(items: list[Item], out_dir: str, *, progress: Callable[[str], None] | No
     info = install.ensure()
     cdir = cache_dir(info.version)
     with cache_lock(cdir):
-        btf = btf_mod.kernel_btf(info.vmlinuz, cdir)
+        btf = btf_mod.kernel_btf(info.vmlinuz, cdir,
+                                 {m: install.module_path(info, m) for m in install.GUEST_MODULES})
     planned: list[PlannedScenario] = []
     for n, it in enumerate(items, 1):
         planned.append(plan_scenario(it.scenario, it.lines, it.source, btf["funcs"], sid=f"{n:02d}-{_slug(os.path.basename(it.source).rsplit('.', 1)[0])}"))
