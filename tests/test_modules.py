@@ -262,6 +262,8 @@ def test_catalogue_command_shows_modules(tmp_path, capsys) -> None:
     assert main(["catalogue", "--catalogue", str(p), "--glob", "f*:mod:nfs"]) == 0
     out = capsys.readouterr().out
     assert "(MATCH_FRONT_ONLY in module nfs)" in out and out.rstrip().endswith("foo [nfs]")
+    assert main(["catalogue", "--catalogue", "oracle-guest", "--glob", "v9fs_statfs"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("v9fs_statfs [9p]")
     assert main(["catalogue", "--catalogue", str(p), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [(r["name"], r["module"]) for r in doc["records"]] == [("foo", None), ("bar", "nfs"), ("foo", "nfs")]

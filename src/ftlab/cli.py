@@ -108,7 +108,8 @@ class _ArgumentParser(argparse.ArgumentParser):
 def add_catalogue_option(parser: argparse.ArgumentParser) -> None:
     """``--catalogue PATH``: another kernel's available_filter_functions (plain or .gz)."""
     parser.add_argument("--catalogue", metavar="PATH",
-                        help="available_filter_functions of another kernel (plain or .gz); "
+                        help="available_filter_functions of another kernel (plain or .gz), or "
+                             "'oracle-guest' (the embedded one plus the oracle guest's virtio/9p modules); "
                              "default: the embedded Debian 6.1.0-56-amd64 catalogue")
 
 
@@ -119,6 +120,8 @@ def load_catalogue(args: argparse.Namespace) -> Catalogue:
         return Catalogue.embedded()
     if path == "":
         raise InputError("empty path", "--catalogue")
+    if path == "oracle-guest" and not os.path.exists(path):
+        return Catalogue.oracle_guest()
     return Catalogue.from_file(path)
 
 
