@@ -18,7 +18,7 @@ from ftlab.oracle.modgen import kprobe_module
 from ftlab.preflight import load_snapshot, preflight, reconstruct
 from ftlab.preflight_oracle import SNAPSHOT_PY
 
-from oracleutil import ready_kernel
+from oracleutil import guest_items
 
 SCENARIO = """\
 description: "module functions: kprobe on 9p:v9fs_mount, :mod: filters, tracer on v9fs_statfs [9p]"
@@ -31,13 +31,7 @@ FILTERS = ["v9fs_statfs:mod:9p", "*:mod:virtio_ring", "v9fs_statfs"]
 
 @pytest.mark.oracle
 def test_module_functions_on_the_real_kernel(tmp_path) -> None:
-    ready_kernel()
-    from ftlab.cli_oracle import resolve_items
-
-    src = tmp_path / "modules.yaml"
-    src.write_text(SCENARIO)
-    out = tmp_path / "out"
-    out.mkdir()
+    items, out = guest_items(tmp_path, "modules", SCENARIO)
     snap = out / "modules.snapshot.json"
 
     def hook(planned: list) -> None:
@@ -53,7 +47,7 @@ def test_module_functions_on_the_real_kernel(tmp_path) -> None:
                         "kind": "fexit", "target": "9p:v9fs_statfs", "ret": 0})
         p.steps.append({"op": "snapshot", "action": "snapshot", "script": SNAPSHOT_PY, "path": str(snap)})
 
-    res = runner.run(resolve_items([str(src)]), str(out), post_plan=hook)["scenarios"][0]
+    res = runner.run(items, str(out), post_plan=hook)["scenarios"][0]
     assert res["status"] == "clean", res["problems"]
     real = {st["action"]: st["result"] for st in res["steps"]}
     assert real["kprobe add 9p:v9fs_mount"] == "ok"

@@ -19,7 +19,7 @@ from ftlab.oracle import runner
 from ftlab.preflight import parse_enabled_functions, preflight
 from ftlab.preflight_oracle import snapshot_hook
 
-from oracleutil import ready_kernel
+from oracleutil import guest_items
 
 SCENARIO = """\
 description: "preflight e2e: live patch, [snapshot + host preflight], then fexit, kprobe --post, call"
@@ -50,15 +50,8 @@ def _patch(label: str | None) -> str | None:
 
 @pytest.mark.oracle
 def test_preflight_predicts_what_the_real_kernel_then_does(tmp_path) -> None:
-    ready_kernel()
-    from ftlab.cli_oracle import resolve_items
-
-    src = tmp_path / "preflight-e2e.yaml"
-    src.write_text(SCENARIO)
-    out = tmp_path / "out"
-    out.mkdir()
+    items, out = guest_items(tmp_path, "preflight-e2e", SCENARIO)
     snap = out / "e2e.snapshot.json"
-    items = resolve_items([str(src)])
     box: dict = {}
 
     def guest() -> None:

@@ -18,7 +18,7 @@ from ftlab.oracle import runner
 from ftlab.preflight import preflight
 from ftlab.preflight_oracle import SNAPSHOT_PY
 
-from oracleutil import ready_kernel
+from oracleutil import guest_items
 
 SCENARIO = """\
 description: "a live patch, fentry and fexit on one function, then snapshots (bpftool and fdinfo)"
@@ -37,13 +37,7 @@ def _links(doc: dict) -> list[tuple]:
 
 @pytest.mark.oracle
 def test_bpftool_and_fdinfo_snapshots_agree_on_a_real_guest(tmp_path) -> None:
-    ready_kernel()
-    from ftlab.cli_oracle import resolve_items
-
-    src = tmp_path / "bpftool.yaml"
-    src.write_text(SCENARIO)
-    out = tmp_path / "out"
-    out.mkdir()
+    items, out = guest_items(tmp_path, "bpftool", SCENARIO)
     paths = {tool: out / f"{tool}.snapshot.json" for tool in ("bpftool", "fdinfo")}
 
     def hook(planned):  # after the last step, before the agent cleans up
@@ -52,7 +46,7 @@ def test_bpftool_and_fdinfo_snapshots_agree_on_a_real_guest(tmp_path) -> None:
                                      "path": str(path), "use_bpftool": tool == "bpftool"})
 
     try:
-        doc = runner.run(resolve_items([str(src)]), str(out), post_plan=hook)
+        doc = runner.run(items, str(out), post_plan=hook)
     except OracleError as e:
         pytest.fail(f"oracle run failed: {e}")
     res = doc["scenarios"][0]
