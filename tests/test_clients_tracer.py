@@ -69,7 +69,7 @@ def test_nop_unregisters_and_resets_func_to_ftrace_stub():
 
 def test_unknown_tracers_are_not_modelled():
     with pytest.raises(InputError):
-        t.current_tracer(small_kernel(), "function_graph")
+        t.current_tracer(small_kernel(), "irqsoff")
 
 
 def test_function_trace_call_records_each_traced_call():

@@ -59,6 +59,7 @@ OWNER_FUNCS = {
     "call_direct_funcs": "direct",
     "kprobe_ftrace_handler": "kprobe",
     "function_trace_call": "tracer",
+    "ftrace_graph_func": "tracer",
 }
 
 
@@ -225,7 +226,8 @@ class Action:
             return f"direct client {a['name']} [{', '.join(a['targets'])}] tramp={a['tramp']}"
         if self.kind == "tracer":
             filt, notr = a.get("filter_names", a["filter"]), a.get("notrace_names", a["notrace"])
-            return f"tracer function filter={filt or 'all'}" + (f" notrace={notr}" if notr else "")
+            return (f"tracer {a.get('tracer', 'function')} filter={filt or 'all'}"
+                    + (f" notrace={notr}" if notr else ""))
         if self.kind == "ops":
             fl = "".join(f" {f}" for f, on in (("IPMODIFY", a["ipmodify"]), ("SAVE_REGS", a["save_regs"])) if on)
             return f"unknown ftrace_ops {a['name']} [{', '.join(a['funcs'])}]{fl}"
@@ -450,7 +452,7 @@ def reconstruct(snap: Snapshot, policy: str) -> Reconstruction:
 
     # -- function tracer -----------------------------------------------------------------------
     cur = (snap.text("current_tracer") or "").strip()
-    if cur == "function":
+    if cur in ("function", "function_graph"):
         def names(key: str) -> tuple[list[str], set[str]]:
             """The filter's tokens, one per listed record, and the records' model names."""
             t = snap.text(key)
@@ -485,9 +487,9 @@ def reconstruct(snap: Snapshot, policy: str) -> Reconstruction:
 
         filt, filt_names = names("set_ftrace_filter")
         notr, notr_names = names("set_ftrace_notrace")
-        actions.append(Action("tracer", {"filter": filt, "notrace": notr,
+        actions.append(Action("tracer", {"tracer": cur, "filter": filt, "notrace": notr,
                                          "filter_names": sorted(filt_names), "notrace_names": sorted(notr_names)},
-                              "current_tracer is function"))
+                              f"current_tracer is {cur}"))
         covered = filt_names if filt else set(recs)
         for n in covered - notr_names:
             if n in explained:
@@ -558,7 +560,7 @@ def apply_action(k: Kernel, run: _Run, a: Action) -> int:
         ret = tracer.set_ftrace_filter(k, " ".join(x["filter"]))
         if ret == 0:
             ret = tracer.set_ftrace_notrace(k, " ".join(x["notrace"]))
-        return ret or tracer.current_tracer(k, "function")
+        return ret or tracer.current_tracer(k, x.get("tracer", "function"))
     if a.kind == "ops":
         ips = [k.cat.ip(k.cat.indices(f)[0]) for f in x["funcs"]]
         return ops_client.ops_client_register(k, x["name"], ips, x["ipmodify"], x["save_regs"])
@@ -626,7 +628,7 @@ def rebuild(snap: Snapshot, rec: Reconstruction, label: str, actions: list[Actio
 ACTION_SYNTAX = (
     "livepatch enable|replace --func F[,SYMPOS]... [--name P] | livepatch disable P | transition complete | "
     "bpf attach fentry|fexit|fmod_ret F [--prog NAME] [--ret N] | bpf detach NAME | "
-    "kprobe add F [--post] [--name L] | kprobe remove L | tracer function [--filter G...] [--notrace G...] | "
+    "kprobe add F [--post] [--name L] | kprobe remove L | tracer function|function_graph [--filter G...] [--notrace G...] | "
     "tracer nop | direct register F... [--name N] [--tramp my_trampN] | direct modify N --tramp T | "
     "direct unregister N | ops register F... [--name N] [--ipmodify] [--save-regs] | ops unregister N | call F "
     "(F: NAME or MODULE:NAME)")
@@ -730,8 +732,8 @@ def parse_action(text: str, n: int, counters: dict[str, int]) -> Any:
             name = (o.get("--name") or [None])[0]
             return KprobeStep(kprobe=rest[0], target=_ref(target, where), name=name, post=bool(o.get("--post")))
         if verb == "tracer":
-            if not rest or rest[0] not in ("function", "nop"):
-                raise InputError("tracer function|nop", where)
+            if not rest or rest[0] not in ("function", "function_graph", "nop"):
+                raise InputError("tracer function|function_graph|nop", where)
             pos, o = _opts(rest[1:], {"--filter": "many", "--notrace": "many"}, where)
             if pos:
                 raise InputError(f"unexpected {' '.join(pos)} (use --filter / --notrace)", where)
@@ -896,7 +898,8 @@ def _call_summary(k: Kernel, name: str) -> dict[str, Any]:
         trace = calls.call(kc, name)
     except KernelOops:
         return {"function": name, "oops": True}
-    hooks = [f"{kd} {d}" for kd, d in trace.events if kd in ("kprobe_pre", "kprobe_post", "direct", "function", "ops")]
+    hooks = [f"{kd} {d}" for kd, d in trace.events
+             if kd in ("kprobe_pre", "kprobe_post", "direct", "function", "function_graph", "ops")]
     unmodelled = [d for kd, d in trace.events if kd == "unmodelled"]
     return {"function": name, "body": body_label(name, trace.body), "programs": list(trace.programs),
             "hooks": hooks, "warnings": [str(w) for w in trace.warnings], "unmodelled": unmodelled}

@@ -2,8 +2,8 @@
 
 A universe file (YAML or JSON) names the kernel (policy, arch), the functions, and the clients;
 each client contributes its actions (a live patch: enable/disable; a BPF program:
-attach/detach; a kprobe: add/remove; the tracer: function/nop; the plain direct client:
-register/modify/unregister). Actions are scenario steps (:mod:`ftlab.scenario.schema`) applied
+attach/detach; a kprobe: add/remove; the tracer: function (``kind: function_graph``: that
+tracer)/nop; the plain direct client: register/modify/unregister). Actions are scenario steps (:mod:`ftlab.scenario.schema`) applied
 by the scenario runner, so a counterexample is a scenario file that ``ftlab run`` replays.
 
 Example::
@@ -62,7 +62,8 @@ class KprobeClient(_Strict):
 
 
 class TracerClient(_Strict):
-    tracer: str = "function"
+    tracer: str = "function"          # the client's key (its name is always "tracer")
+    kind: Literal["function", "function_graph"] = "function"
     filter: list[str] = Field(default_factory=list)
     notrace: list[str] = Field(default_factory=list)
 
@@ -241,8 +242,8 @@ class FtraceModel:
                 acts.append(Action(n, "add", KprobeStep(kprobe="add", target=t, name=n, post=c.post)))
                 acts.append(Action(n, "remove", KprobeStep(kprobe="remove", target=t, name=n)))
             elif isinstance(c, TracerClient):
-                acts.append(Action(n, "function", TracerStep(tracer="function", filter=c.filter,
-                                                             notrace=c.notrace)))
+                acts.append(Action(n, c.kind, TracerStep(tracer=c.kind, filter=c.filter,
+                                                         notrace=c.notrace)))
                 acts.append(Action(n, "nop", TracerStep(tracer="nop")))
             elif isinstance(c, OpsClient):
                 fs = [self._ref(f) for f in c.funcs]

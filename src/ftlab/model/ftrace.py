@@ -49,6 +49,8 @@ FTRACE_OPS_ASSIST_FUNC = "ftrace_ops_assist_func"
 FTRACE_UPDATE_CALLS = 1 << 0
 FTRACE_DISABLE_CALLS = 1 << 1
 FTRACE_UPDATE_TRACE_FUNC = 1 << 2
+FTRACE_START_FUNC_RET = 1 << 3
+FTRACE_STOP_FUNC_RET = 1 << 4
 
 # ftrace_check_record() results (include/linux/ftrace.h).
 FTRACE_UPDATE_IGNORE = 0
@@ -424,13 +426,24 @@ def ftrace_hash_rec_disable(k: Kernel, ops: ftrace_ops, filter_hash: bool = True
     return __ftrace_hash_rec_update(k, ops, filter_hash, False)
 
 
-def ftrace_hash_rec_update_modify(k: Kernel, ops: ftrace_ops, filter_hash: bool, inc: bool) -> None:
-    """ftrace_hash_rec_update_modify() (ftrace.c).
+#: The regex_lock of global_ops' local_hash: it names the one hash other ops share (graph_ops).
+GLOBAL_OPS_HASH_LOCK = "regex_lock[global_ops]"
 
-    The kernel also updates every other ops that shares global_ops' hash (function tracer
-    instances with the global filter); the model gives each ops its own hash, so there are none.
-    """
+
+def shares_global_hash(ops: ftrace_ops) -> bool:
+    """``ops->func_hash == &global_ops.local_hash`` (global_ops itself, graph_ops)."""
+    return ops.func_hash is not None and ops.func_hash.regex_lock == GLOBAL_OPS_HASH_LOCK
+
+
+def ftrace_hash_rec_update_modify(k: Kernel, ops: ftrace_ops, filter_hash: bool, inc: bool) -> None:
+    """ftrace_hash_rec_update_modify() (ftrace.c): ``ops``' records, and when ``ops`` uses
+    global_ops' hash, those of every other ops on the list that uses it too (graph_ops)."""
     __ftrace_hash_rec_update(k, ops, filter_hash, inc)
+    if not shares_global_hash(ops):
+        return
+    for op in list(k.ftrace_ops_list):
+        if op is not ops and op.func_hash is ops.func_hash:
+            __ftrace_hash_rec_update(k, op, filter_hash, inc)
 
 
 def ftrace_hash_rec_disable_modify(k: Kernel, ops: ftrace_ops, filter_hash: bool) -> None:
@@ -625,6 +638,9 @@ def ftrace_modify_all_code(k: Kernel, command: int) -> None:
         ftrace_replace_code(k, False)
     if update and k.ftrace_trace_function != FTRACE_OPS_LIST_FUNC:
         ftrace_update_ftrace_func(k, k.ftrace_trace_function)
+    # FTRACE_START/STOP_FUNC_RET: ftrace_enable/disable_ftrace_graph_caller, the weak no-ops
+    # where the arch has DYNAMIC_FTRACE_WITH_ARGS (x86_64): the graph tracer's entry is graph_ops'
+    # own func, ftrace_graph_func, reached like any other ops
 
 
 def ftrace_run_update_code(k: Kernel, command: int) -> None:
@@ -750,11 +766,19 @@ def ftrace_hash_move(k: Kernel, ops: ftrace_ops, enable: bool, new_hash: ftrace_
 
 
 def ftrace_ops_update_code(k: Kernel, ops: ftrace_ops, old_hash: ftrace_ops_hash) -> None:
-    """ftrace_ops_update_code() (ftrace.c): rewrite call sites after a live ops' filter changed."""
+    """ftrace_ops_update_code() (ftrace.c): rewrite call sites after a live ops' filter changed;
+    for global_ops' hash, also when global_ops is off but an ops sharing its hash is on."""
     if not k.ftrace_enabled:
         return
     if ops.flags & F.ENABLED:
         ftrace_run_modify_code(k, ops, FTRACE_UPDATE_CALLS, old_hash)
+        return
+    if not shares_global_hash(ops):
+        return
+    for op in list(k.ftrace_ops_list):
+        if op.func_hash is ops.func_hash and op.flags & F.ENABLED:
+            ftrace_run_modify_code(k, op, FTRACE_UPDATE_CALLS, old_hash)
+            return
 
 
 def ftrace_hash_move_and_update_ops(k: Kernel, ops: ftrace_ops, new_hash: ftrace_hash, enable: bool) -> int:

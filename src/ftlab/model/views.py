@@ -30,6 +30,7 @@ SYMBOL_SIZES: dict[str, int] = {
     "klp_ftrace_handler": 0x110,
     "kprobe_ftrace_handler": 0x1B0,
     "function_trace_call": 0x120,
+    "ftrace_graph_func": 0x10,
 }
 SYNTHETIC_SIZES: dict[str, int] = {"bpf_trampoline_": 0x1000}
 DEFAULT_SIZE = 0x100

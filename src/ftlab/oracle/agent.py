@@ -551,7 +551,7 @@ class Scenario:
             err = write_file(f"{TRACING}/{fname}", " ".join(toks) + "\n" if toks else "")
             if err:
                 return errname(err)
-        err = write_file(f"{TRACING}/current_tracer", "function")
+        err = write_file(f"{TRACING}/current_tracer", st["tracer"])
         return errname(err) if err else "ok"
 
     # -- calls -----------------------------------------------------------------------------------
@@ -580,7 +580,8 @@ class Scenario:
     def call(self, st: dict) -> dict:
         func = st["func"]
         how = st["how"]
-        tracer_on = self.tracer_used and read_text(f"{TRACING}/current_tracer").strip() == "function"
+        current = read_text(f"{TRACING}/current_tracer").strip() if self.tracer_used else "nop"
+        tracer_on = current in ("function", "function_graph")
         if tracer_on:
             write_file(f"{TRACING}/trace", "")
         hits0 = self._patch_hits()
@@ -648,8 +649,13 @@ class Scenario:
         if tracer_on:
             trace = read_text(f"{TRACING}/trace")
             sym = func.rpartition(":")[2]  # the trace names a module's function without its module
-            hooks += ["tracer"] * sum(1 for ln in trace.splitlines()
-                                      if not ln.startswith("#") and f" {sym} <-" in f" {ln.split(': ', 1)[-1]}")
+            if current == "function":      # "task-pid [cpu] ... ts: sym <-parent"
+                hits = sum(1 for ln in trace.splitlines()
+                           if not ln.startswith("#") and f" {sym} <-" in f" {ln.split(': ', 1)[-1]}")
+            else:                          # function_graph: " cpu)  duration  |  sym() {" or "sym();"
+                hits = sum(1 for ln in trace.splitlines()
+                           if not ln.startswith("#") and ln.rpartition("|")[2].strip().startswith(f"{sym}()"))
+            hooks += ["tracer"] * hits
         return {"function": func, "body": body, "programs": programs, "fexit": fexit, "retval": retval,
                 "body_ret": 0 if body not in (None, "original") else None, "hooks": sorted(hooks),
                 "evidence": evidence, "markers": markers, "counted": counted}

@@ -120,7 +120,7 @@ def _model_call(trace: dict[str, Any]) -> dict[str, Any]:
             hooks.append(f"kprobe:{detail}:post")
         elif kind == "direct":
             hooks.append(f"direct:{detail.split(':', 1)[0]}")
-        elif kind == "function":
+        elif kind in ("function", "function_graph"):
             hooks.append("tracer")
         elif kind == "ops":
             hooks.append(f"ops:{detail}")

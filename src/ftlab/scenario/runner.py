@@ -245,7 +245,7 @@ class _Run:
             if ret == 0:
                 ret = tracer.set_ftrace_notrace(k, " ".join(step.notrace))
             if ret == 0:
-                ret = tracer.current_tracer(k, "function")
+                ret = tracer.current_tracer(k, step.tracer)
             return ret, None, None
         if isinstance(step, DirectStep):
             if step.direct == "register":

@@ -124,9 +124,10 @@ class KprobeStep(_StepBase):
 
 
 class TracerStep(_StepBase):
-    """tracer function|nop: current_tracer with set_ftrace_filter / set_ftrace_notrace globs."""
+    """tracer function|function_graph|nop: current_tracer with set_ftrace_filter /
+    set_ftrace_notrace globs (the two tracers share global_ops' filter)."""
 
-    tracer: Literal["function", "nop"]
+    tracer: Literal["function", "function_graph", "nop"]
     filter: list[str] = Field(default_factory=list)
     notrace: list[str] = Field(default_factory=list)
 

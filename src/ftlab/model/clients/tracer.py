@@ -1,7 +1,11 @@
-"""The function tracer of the top trace instance, and its filter files, as an ftrace client.
+"""The function and function_graph tracers of the top trace instance, and its filter files, as
+an ftrace client.
 
 Kernel source: kernel/trace/trace_functions.c (function_trace_init, function_trace_reset,
 tracing_start_function_trace, tracing_stop_function_trace, function_trace_call),
+kernel/trace/fgraph.c (graph_ops, register_ftrace_graph, unregister_ftrace_graph),
+kernel/trace/trace_functions_graph.c (graph_trace_init, graph_trace_reset),
+arch/x86/kernel/ftrace.c (ftrace_graph_func),
 kernel/trace/ftrace.c (global_ops, ftrace_init_array_ops, ftrace_reset_array_ops,
 ftrace_regex_open, ftrace_regex_write, ftrace_process_regex, ftrace_regex_release) and
 kernel/trace/trace.c (tracing_set_tracer, trace_get_user), Linux 6.1. The same code under every
@@ -15,6 +19,13 @@ INITIALIZED|PID, filter and notrace hashes starting as EMPTY_HASH, func ftrace_s
 ``echo nop > current_tracer`` unregisters it and resets func to ftrace_stub. An empty filter
 means every record (less the notrace ones, and less the DISABLED records of discarded weak
 functions, which accounting skips).
+
+``echo function_graph > current_tracer`` registers ``graph_ops`` instead (register_ftrace_graph,
+one graph tracer at a time, else -EBUSY): static, INITIALIZED|PID, func ftrace_graph_func
+(x86_64: FTRACE_OPS_GRAPH_STUB is 0), and the *same* hash as global_ops (ASSIGN_OPS_HASH(graph_ops,
+&global_ops.local_hash)), so set_ftrace_filter / set_ftrace_notrace filter it too. A call of a
+traced function emits ("function_graph", name): the entry (function_graph_enter); the return
+side (return_to_handler, which the entry hooks on the stack) is not traced by the model.
 
 Writing set_ftrace_filter / set_ftrace_notrace is open + write + close:
 
@@ -42,8 +53,9 @@ from .._copy import fast_deepcopy
 from ..calls import CallContext, register_callback
 from ..errno import Errno
 from ..flags import OPSF
-from ..ftrace import (FTRACE_STUB, ftrace_hash_move_and_update_ops, ftrace_ops_init,
-                      register_ftrace_function, unregister_ftrace_function)
+from ..ftrace import (FTRACE_START_FUNC_RET, FTRACE_STOP_FUNC_RET, FTRACE_STUB, ftrace_hash_move_and_update_ops,
+                      ftrace_ops_init, ftrace_shutdown, ftrace_startup, register_ftrace_function,
+                      unregister_ftrace_function)
 from ..glob import match_records, trace_get_user_tokens
 from ..hash import EMPTY_HASH, ftrace_hash
 from ..kernel import Kernel
@@ -54,8 +66,9 @@ from .. import views
 F = OPSF  # plain ints: hot paths
 
 FUNCTION_TRACE_CALL = "function_trace_call"
+FTRACE_GRAPH_FUNC = "ftrace_graph_func"
 #: Tracers the model knows; others in available_tracers of a Debian kernel are not modelled.
-MODELLED_TRACERS = ("function", "nop")
+MODELLED_TRACERS = ("function", "function_graph", "nop")
 FILTER_FILES = ("set_ftrace_filter", "set_ftrace_notrace")
 
 
@@ -66,11 +79,13 @@ class TracerState:
     __deepcopy__ = fast_deepcopy
 
     global_ops: ftrace_ops
+    graph_ops: ftrace_ops
     current_tracer: str = "nop"
     function_enabled: bool = False  # tr->function_enabled
+    ftrace_graph_active: int = 0
 
     def key(self) -> tuple:
-        return (self.current_tracer, self.function_enabled, self.global_ops.func)
+        return (self.current_tracer, self.function_enabled, self.global_ops.func, self.ftrace_graph_active)
 
 
 def _new_global_ops() -> ftrace_ops:
@@ -82,11 +97,20 @@ def _new_global_ops() -> ftrace_ops:
     return ops
 
 
+def _new_graph_ops(global_ops: ftrace_ops) -> ftrace_ops:
+    """graph_ops (kernel/trace/fgraph.c): static, INITIALIZED|PID, func ftrace_graph_func, and
+    global_ops' local_hash as its hash (one object: filters written for global_ops filter it)."""
+    ops = ftrace_ops("graph_ops", FTRACE_GRAPH_FUNC, F.INITIALIZED | F.PID, core_data=True)
+    ops.func_hash = global_ops.local_hash  # ASSIGN_OPS_HASH(graph_ops, &global_ops.local_hash)
+    return ops
+
+
 def tracer_state(k: Kernel) -> TracerState:
-    """The tracer state of ``k`` (created with global_ops on first use)."""
+    """The tracer state of ``k`` (created with global_ops and graph_ops on first use)."""
     st = k.subsys.get("tracer")
     if st is None:
-        st = k.subsys["tracer"] = TracerState(_new_global_ops())
+        g = _new_global_ops()
+        st = k.subsys["tracer"] = TracerState(g, _new_graph_ops(g))
     return st
 
 
@@ -107,6 +131,49 @@ def function_trace_call(k: Kernel, op: ftrace_ops, ctx: CallContext) -> None:
 
 
 register_callback(FUNCTION_TRACE_CALL, function_trace_call)
+
+
+def ftrace_graph_func(k: Kernel, op: ftrace_ops, ctx: CallContext) -> None:
+    """ftrace_graph_func() (arch/x86/kernel/ftrace.c), all policies: the graph tracer's entry
+    (prepare_ftrace_return -> function_graph_enter), recorded as ("function_graph", name)."""
+    ctx.emit("function_graph", ctx.name)
+
+
+register_callback(FTRACE_GRAPH_FUNC, ftrace_graph_func)
+
+
+def register_ftrace_graph(k: Kernel) -> int:
+    """register_ftrace_graph() (kernel/trace/fgraph.c), all policies: -EBUSY if a graph tracer is
+    on, else start graph_ops (ftrace_startup, FTRACE_START_FUNC_RET) under ftrace_lock."""
+    st = tracer_state(k)
+    mutex_lock(k, "ftrace_lock")
+    if st.ftrace_graph_active:
+        ret = -Errno.EBUSY
+    else:
+        st.ftrace_graph_active += 1
+        ret = ftrace_startup(k, st.graph_ops, FTRACE_START_FUNC_RET)
+    mutex_unlock(k, "ftrace_lock")
+    return ret
+
+
+def unregister_ftrace_graph(k: Kernel) -> None:
+    """unregister_ftrace_graph() (kernel/trace/fgraph.c), all policies: stop graph_ops if on."""
+    st = tracer_state(k)
+    mutex_lock(k, "ftrace_lock")
+    if st.ftrace_graph_active:
+        st.ftrace_graph_active -= 1
+        ftrace_shutdown(k, st.graph_ops, FTRACE_STOP_FUNC_RET)
+    mutex_unlock(k, "ftrace_lock")
+
+
+def graph_trace_init(k: Kernel) -> int:
+    """graph_trace_init() (kernel/trace/trace_functions_graph.c), all policies: register_ftrace_graph."""
+    return register_ftrace_graph(k)
+
+
+def graph_trace_reset(k: Kernel) -> None:
+    """graph_trace_reset() (kernel/trace/trace_functions_graph.c), all policies: unregister_ftrace_graph."""
+    unregister_ftrace_graph(k)
 
 
 def ftrace_init_array_ops(k: Kernel, func: str) -> None:
@@ -158,7 +225,8 @@ def function_trace_reset(k: Kernel) -> None:
 
 
 def tracing_set_tracer(k: Kernel, name: str) -> int:
-    """tracing_set_tracer() (kernel/trace/trace.c), all policies, for the function and nop tracers only.
+    """tracing_set_tracer() (kernel/trace/trace.c), all policies, for the function, function_graph
+    and nop tracers only.
 
     Same tracer again -> 0 with nothing done; otherwise the old tracer's reset, then the new
     one's init. Another real tracer raises InputError (not modelled).
@@ -170,12 +238,18 @@ def tracing_set_tracer(k: Kernel, name: str) -> int:
         return 0
     if st.current_tracer == "function":
         function_trace_reset(k)
+    elif st.current_tracer == "function_graph":
+        graph_trace_reset(k)
     st.current_tracer = "nop"
     if name == "function":
         ret = function_trace_init(k)
-        if ret:
-            return ret
-        st.current_tracer = "function"
+    elif name == "function_graph":
+        ret = graph_trace_init(k)
+    else:
+        return 0
+    if ret:
+        return ret
+    st.current_tracer = name
     return 0
 
 
