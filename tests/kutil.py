@@ -85,3 +85,12 @@ def count_of(k: Kernel, name: str, sympos: int = 0) -> int:
 
 __all__ = ["F", "R", "Kernel", "ftrace", "direct", "ftrace_ops", "small_kernel", "ip", "ipmodify_ops",
            "plain_ops", "direct_ops", "register_direct", "SharingOwner", "flags_of", "count_of"]
+
+
+def explore_universe(text: str, depth: int = 4):
+    """A universe (YAML text) explored to ``depth``: (its model, the result)."""
+    from ftlab.explorer.checker import Checker
+    from ftlab.explorer.universe import FtraceModel, load_universe_text
+
+    model = FtraceModel(load_universe_text(text, "u.yaml"))
+    return model, Checker(model).depth(depth).run()

@@ -75,14 +75,11 @@ def test_preflight_rebuilds_a_function_graph_tracer(tmp_path) -> None:
 
 
 def test_a_universe_may_use_the_function_graph_tracer() -> None:
-    from ftlab.explorer.checker import Checker
-    from ftlab.explorer.universe import FtraceModel, load_universe_text
-    spec = load_universe_text(
+    from kutil import explore_universe
+    model, result = explore_universe(
         "policy: linux-6.1\nfunctions: [fa, fb]\ncalls: true\nclients:\n"
         "  - {livepatch: p1, funcs: [fa]}\n  - {bpf: fx, kind: fexit, target: fa}\n"
-        "  - {tracer: tracer, kind: function_graph, filter: [fa, fb]}\n", "u.yaml")
-    model = FtraceModel(spec)
+        "  - {tracer: tracer, kind: function_graph, filter: [fa, fb]}\n")
     assert "function_graph tracer" in [str(a) for a in model.actions(model.init_states()[0])]
-    result = Checker(model).depth(4).run()
     assert result.states > 10
     result.assert_no_violation()

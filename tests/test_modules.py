@@ -242,15 +242,12 @@ def test_oracle_reports_module_records_by_their_heads() -> None:
 
 
 def test_a_universe_may_name_module_functions() -> None:
-    from ftlab.explorer.checker import Checker
-    from ftlab.explorer.universe import FtraceModel, load_universe_text
-    spec = load_universe_text(
+    from kutil import explore_universe
+    model, result = explore_universe(
         "policy: linux-6.1\nfunctions: [foo, 'foo [nfs]']\ncalls: true\nclients:\n"
         "  - {livepatch: p1, funcs: ['nfs:foo']}\n  - {bpf: fx, kind: fexit, target: 'nfs:foo'}\n"
-        "  - {kprobe: kp, target: foo, post: true}\n", "u.yaml")
-    model = FtraceModel(spec)
+        "  - {kprobe: kp, target: foo, post: true}\n")
     assert [str(a) for a in model.call_actions] == ["call foo", "call nfs:foo"]
-    result = Checker(model).depth(4).run()
     assert result.states > 10
     result.assert_no_violation("no_oops", "no_model_error")
 
