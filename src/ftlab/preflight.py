@@ -39,7 +39,7 @@ from typing import Any
 
 from .errors import InputError, KernelOops
 from .model import calls, views
-from .model.catalogue import Catalogue
+from .model.catalogue import Catalogue, qualified_name
 from .model.clients import bpf, direct_client, kprobes, livepatch, ops_client, tracer
 from .model.errno import errno_name
 from .model.flags import FTRACE_FL, FTRACE_OPS_FL
@@ -788,8 +788,7 @@ def check_action_names(step: Any, cat: Catalogue, where: str) -> None:
     for r in refs:
         idx = ref_indices(cat, r, livepatch=isinstance(step, LivepatchStep))
         if not idx:
-            raise InputError(cat.unknown_function(r.name).replace(f"catalogue {cat.source}",
-                                                                  "the snapshot's available_filter_functions"), where)
+            raise InputError(cat.unknown_function(r.name, "the snapshot's available_filter_functions"), where)
         if r.sympos > len(idx):
             raise InputError(f"{r.name!r} has {len(idx)} occurrence(s); sympos {r.sympos} is out of range", where)
 
@@ -886,10 +885,7 @@ def explain(k: Kernel, step: Any, errno: str, policy: str) -> str:
 def _changed_function(change: str) -> str:
     """The function of a record_changes line (``name [module] (n) ...`` or ``- name [module]``),
     as steps name it (``module:name``)."""
-    words = change.lstrip("- ").split(" (", 1)[0].split()
-    if len(words) > 1 and words[1].startswith("[") and words[1].endswith("]"):
-        return f"{words[1][1:-1]}:{words[0]}"
-    return words[0]
+    return qualified_name(change.lstrip("- ").split(" (", 1)[0])
 
 
 def _call_summary(k: Kernel, name: str) -> dict[str, Any]:

@@ -242,13 +242,14 @@ class Catalogue:
         idx = self._by_name.get(name, ())
         return idx if self.modules is None else tuple(i for i in idx if self.modules[i] is None)
 
-    def unknown_function(self, name: str) -> str:
-        """The error for a name that names no function of its object (vmlinux for a plain name)."""
+    def unknown_function(self, name: str, where: str | None = None) -> str:
+        """The error for a name that names no function of its object (vmlinux for a plain name);
+        ``where`` names the catalogue (default: ``catalogue <source>``)."""
         mods = sorted({m for i in self._by_name.get(name, ()) if (m := self.module_of(i)) is not None})
         if mods and ":" not in name:
             return (f"function {name!r} is not in vmlinux; module {', '.join(mods)} has it: "
                     f"write {mods[0]}:{name}")
-        return f"unknown function {name!r} (not in catalogue {self.source})"
+        return f"unknown function {name!r} (not in {where or f'catalogue {self.source}'})"
 
     def lookup(self, name: str, sympos: int = 0, where: str | None = None) -> int:
         """The ip of function ``name``; ``sympos`` (1-based, 0 = the only one) picks a duplicate.
@@ -309,6 +310,21 @@ class Catalogue:
         except KeyError:
             value = self._derived[key] = build(self)
             return value
+
+
+def qualified_name(sym: str) -> str:
+    """``name [module]`` (as %ps and available_filter_functions print it) -> ``module:name``;
+    a plain name stays as it is."""
+    words = sym.split()
+    if len(words) == 2 and words[1].startswith("[") and words[1].endswith("]"):
+        return f"{words[1][1:-1]}:{words[0]}"
+    return sym.strip()
+
+
+def sym_name(qualified: str) -> str:
+    """``module:name`` -> ``name [module]`` (the head of its enabled_functions record)."""
+    mod, sep, plain = qualified.partition(":")
+    return f"{plain} [{mod}]" if sep else qualified
 
 
 def _is_symbol(s: str) -> bool:

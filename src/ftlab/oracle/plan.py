@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
+from ..model.catalogue import sym_name
 from ..scenario.runner import describe_step
 from ..scenario.schema import (BpfStep, CallStep, DirectStep, KprobeStep, LivepatchStep, OpsStep, Scenario, ShowStep,
                                TracerStep, TransitionStep)
@@ -76,8 +77,7 @@ def touched_functions(scenario: Scenario) -> list[str]:
         else:
             names = []
         for n in names:
-            mod, sep, plain = n.partition(":")
-            seen.setdefault(f"{plain} [{mod}]" if sep else n, None)  # as the record's head reads
+            seen.setdefault(sym_name(n), None)  # as the record's head reads
     return list(seen)
 
 
