@@ -44,7 +44,9 @@ def test_switching_tracers_and_one_graph_tracer_at_a_time() -> None:
     k = kernel()
     assert tracer.set_ftrace_filter(k, "fb") == 0
     assert tracer.current_tracer(k, "function_graph") == 0
+    before = k.full_key()
     assert tracer.register_ftrace_graph(k) == -Errno.EBUSY
+    assert k.full_key() == before and not k.locks          # refused: nothing changed, no lock held
     assert tracer.current_tracer(k, "function") == 0
     assert "(function_trace_call+0x0/0x120)" in views.enabled_functions(k)
     assert [e[0] for e in calls.call(k, "fb").events if e[0].startswith("function")] == ["function"]

@@ -279,3 +279,18 @@ def test_snapshot_names_a_link_target_in_a_module_by_its_btf_object() -> None:
             f"v9fs_statfs [9p] (1) R   D\ttramp: ftrace_regs_caller+0x0/0x58 (call_direct_funcs+0x0/0x30)\n"
             f"\tdirect-->bpf_trampoline_{m9p}+0x0/0x1000\n")
     assert mod._tramp_targets(text) == {(1, 500): "cmdline_proc_show", (7, 500): "9p:v9fs_statfs"}
+
+
+def test_refused_module_filter_and_plain_module_name_leave_the_state_as_it_was() -> None:
+    from ftlab.model.clients import tracer
+    from ftlab.model.errno import Errno
+    k = Kernel(Catalogue.from_text("vfs_read\nv9fs_mount [9p]\n", "<t>"), policy="linux-6.1")
+    assert tracer.set_ftrace_filter(k, "vfs_read") == 0
+    assert tracer.current_tracer(k, "function") == 0
+    before = k.full_key()
+    # appended (no truncation at open): the refused token changes nothing
+    assert tracer.set_ftrace_filter(k, "v9fs_mount:mod:9p", append=True) == -Errno.EINVAL
+    assert k.full_key() == before and not k.locks
+    # a live patch's plain name is its vmlinux object's: klp_find_object_symbol finds nothing
+    assert livepatch.livepatch_enable(k, "p1", ["v9fs_mount"]) == -Errno.EINVAL
+    assert k.full_key() == before and not k.locks
