@@ -8,12 +8,32 @@ from ftlab.model.flags import FTRACE_FL as R
 from ftlab.model.flags import FTRACE_OPS_FL as F
 from ftlab.model.kernel import Kernel
 from ftlab.model.ops import ftrace_ops
+from ftlab.model.policies import Overlay, compose
 
 NAMES = ["fa", "fb", "fc", "fd", "fe", "dup", "dup", "__ftrace_invalid_address___64"]
 
 
 def small_kernel(policy: str = "seed-v2") -> Kernel:
     return Kernel(Catalogue.synthetic(NAMES), policy=policy)
+
+
+def overlay(k: Kernel, **fns: object) -> None:
+    """Put each of ``fns`` in the policy slot of its keyword, for this kernel only (a test overlay)."""
+    k.policy = compose(k.policy, [Overlay.functions("test", **fns)])  # type: ignore[arg-type]
+
+
+def spy(k: Kernel, slot: str) -> list[int]:
+    """Record the return values of the policy's ``slot`` (e.g. a trampoline.c function) on ``k``."""
+    results: list[int] = []
+    real = k.policy.slot(slot)
+
+    def wrapper(*a: object) -> int:
+        r = real(*a)
+        results.append(r)
+        return r
+
+    overlay(k, **{slot: wrapper})
+    return results
 
 
 def ip(k: Kernel, name: str, sympos: int = 0) -> int:

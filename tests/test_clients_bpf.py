@@ -23,6 +23,7 @@ from ftlab.model.locks import mutex_lock, mutex_unlock
 from ftlab.model.policies import seed_v2
 
 from bpfutil import prog, small_kernel, standin_live_patch, state, tr_of
+from kutil import overlay
 
 ENABLE = ftrace_ops_cmd.FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY
 DISABLE = ftrace_ops_cmd.FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY
@@ -232,7 +233,7 @@ def test_ipmodify_first_eagain_retry_sets_indirect_call_orig_stack_and_share(kin
     assert k.warnings == [] and k.locks == {}
 
 
-def test_ipmodify_first_first_registration_gets_eagain_then_the_retry_succeeds(monkeypatch):
+def test_ipmodify_first_first_registration_gets_eagain_then_the_retry_succeeds():
     k = small_kernel()
     standin_live_patch(k, "fa")
     seen: list[tuple[int, bool]] = []
@@ -244,7 +245,7 @@ def test_ipmodify_first_first_registration_gets_eagain_then_the_retry_succeeds(m
         seen.append((r, shared))
         return r
 
-    monkeypatch.setattr(seed_v2, "register_fentry", spy)
+    overlay(k, register_fentry=spy)
     assert bpf.bpf_attach(k, prog("p", "fexit", "fa")) == 0
     assert seen == [(-Errno.EAGAIN, False), (0, True)]  # #4 refused, then #5 ignored
 
@@ -356,21 +357,21 @@ def test_unknown_ops_cmd_is_einval_and_releases_tr_mutex():
     assert state(k) == before and k.locks == {}
 
 
-def test_a_second_eagain_after_the_retry_warns_once_and_fails_the_attach(monkeypatch):
+def test_a_second_eagain_after_the_retry_warns_once_and_fails_the_attach():
     # Unreachable through v2 ftrace (SHARE makes the retry #5); forced to pin the first guard.
     k = small_kernel()
-    monkeypatch.setattr(seed_v2, "register_fentry", lambda k2, tr, addr: -Errno.EAGAIN)
+    overlay(k, register_fentry=lambda k2, tr, addr: -Errno.EAGAIN)
     assert bpf.bpf_attach(k, prog("p", "fexit", "fa")) == -Errno.EAGAIN
     assert [w.where for w in k.warnings] == ["bpf_trampoline_update"]
     assert bpf.bpf_trampoline_of(k, "fa") is None and k.locks == {}
 
 
-def test_eagain_from_a_modify_warns_once_and_does_not_retry(monkeypatch):
+def test_eagain_from_a_modify_warns_once_and_does_not_retry():
     # Unreachable through v2 ftrace (the modify path has no IPMODIFY check); pins the second guard.
     k = small_kernel()
     assert bpf.bpf_attach(k, prog("p", "fexit", "fa")) == 0
     before = state(k)
-    monkeypatch.setattr(seed_v2, "modify_fentry", lambda *a: -Errno.EAGAIN)
+    overlay(k, modify_fentry=lambda *a: -Errno.EAGAIN)
     assert bpf.bpf_attach(k, prog("q", "fentry", "fa")) == -Errno.EAGAIN
     assert [w.text for w in k.warnings] == ["-EAGAIN with tr->cur_image set"]
     assert state(k) == before and k.locks == {}
@@ -393,7 +394,7 @@ def test_kernel_copy_deep_copies_trampolines_with_their_back_references():
 
 
 def test_fexit_alone_on_cmdline_proc_show_prints_the_line_observed_on_debian_6_1():
-    k = Kernel()
+    k = Kernel(policy="seed-v2")
     assert bpf.bpf_attach(k, prog("fx", "fexit", "cmdline_proc_show")) == 0
     key = tr_of(k, "cmdline_proc_show").key
     assert views.enabled_functions(k) == (

@@ -15,7 +15,7 @@ from typing import Callable
 
 import pytest
 
-from ftlab.errors import KernelOops
+from ftlab.errors import KernelOops, ModelError
 from ftlab.model import direct, ftrace, views
 from ftlab.model.arch import ArchProfile
 from ftlab.model.calls import call
@@ -28,9 +28,10 @@ from ftlab.model.flags import FTRACE_OPS_FL as F
 from ftlab.model.kernel import Kernel
 from ftlab.model.locks import mutex_lock, mutex_unlock
 from ftlab.model.ops import ftrace_ops
-from ftlab.model.policies import linux_5_18, linux_6_1, seed_v2
+from ftlab.model.policies import linux_5_18, linux_6_1, merged, seed_v2
 
 from bpfutil import NAMES, STANDIN_RET, prog, standin_live_patch, state, tr_of
+from kutil import overlay, spy
 
 POLICIES = ["linux-5.18", "seed-v2", "linux-6.1"]
 MODULES = {"linux-5.18": linux_5_18, "seed-v2": seed_v2, "linux-6.1": linux_6_1}
@@ -83,20 +84,6 @@ def record_ops_func(k: Kernel, tr: bpf.bpf_trampoline) -> list[tuple[int, tuple[
     return seen
 
 
-def spy(monkeypatch: pytest.MonkeyPatch, module: object, fn: str) -> list[int]:
-    """Record the return values of ``module.fn`` (a trampoline.c function of a policy)."""
-    results: list[int] = []
-    real = getattr(module, fn)
-
-    def wrapper(*a: object) -> int:
-        r = real(*a)
-        results.append(r)
-        return r
-
-    monkeypatch.setattr(module, fn, wrapper)
-    return results
-
-
 # ---------------------------------------------------------------------------------------------
 # structure: what each version has
 # ---------------------------------------------------------------------------------------------
@@ -107,10 +94,12 @@ def test_each_policy_has_its_own_trampoline_functions_with_kernel_docstrings():
             doc = inspect.getdoc(getattr(mod, fn)) or ""
             first = doc.splitlines()[0]
             assert "trampoline.c" in first and fn in first, (name, fn, first)
-    # a function a version lacks is simply absent (5.18: no fops, no ops_func)
-    assert not kernel("linux-5.18").policy.has("bpf_tramp_ftrace_ops_func")
-    assert kernel("linux-6.1").policy.has("bpf_tramp_ftrace_ops_func")
-    assert not kernel("seed-v2").policy.has("msleep")  # v2 has no sleep after a failed trylock
+    # a function a version lacks is absent from its table (5.18: no fops, no ops_func)
+    with pytest.raises(ModelError, match="does not exist in linux-5.18"):
+        kernel("linux-5.18").policy.bpf_tramp_ftrace_ops_func(ftrace_ops("x"), 0)
+    assert kernel("linux-6.1").policy.bpf_tramp_ftrace_ops_func is merged.bpf_tramp_ftrace_ops_func
+    # v2 has no sleep after a failed trylock
+    assert "msleep" not in kernel("seed-v2").policy.bpf_tramp_ftrace_ops_func.__code__.co_names
 
 
 def test_each_policy_has_the_bpf_tramp_flags_of_its_bpf_h():
@@ -237,7 +226,7 @@ def test_live_patch_then_fexit(policy, monkeypatch):
     k = kernel(policy)
     lp, ret = standin_live_patch(k, "fa")
     assert ret == 0
-    registered = spy(monkeypatch, MODULES[policy], "register_fentry")
+    registered = spy(k, "register_fentry")
     before = state(k)
     ret = attach(k, "fx", "fexit")
     if policy == "linux-5.18":
@@ -284,7 +273,7 @@ def test_live_patch_then_fexit(policy, monkeypatch):
 def test_live_patch_then_fentry_only(policy, expect, monkeypatch):
     k = kernel(policy)
     standin_live_patch(k, "fa")
-    registered = spy(monkeypatch, MODULES[policy], "register_fentry")
+    registered = spy(k, "register_fentry")
     ret = attach(k, "en", "fentry")
     assert (ret, image_flags(k) if ret == 0 else None) == expect
     if policy == "linux-6.1":
@@ -413,7 +402,7 @@ def test_6_1_disable_peer_trylock_failure_is_ignored_and_share_stays(monkeypatch
     tr = tr_of(k, "fa")
     image = tr.cur_image
     slept: list[int] = []
-    monkeypatch.setattr(linux_6_1, "msleep", lambda k2, ms: slept.append(ms))
+    monkeypatch.setattr(merged, "msleep", lambda k2, ms: slept.append(ms))
     other_task_holds(k, tr.mutex)
     # ftrace.c: cleanup_direct_functions_after_ipmodify ignores the -EAGAIN of DISABLE_PEER
     assert ftrace.unregister_ftrace_function(k, lp) == 0
@@ -438,7 +427,7 @@ def test_tr_mutex_busy_when_the_live_patch_registers(policy, expect, monkeypatch
     slept: list[int] | None = None
     if policy == "linux-6.1":
         slept = []
-        monkeypatch.setattr(linux_6_1, "msleep", lambda k2, ms: slept.append(ms))
+        monkeypatch.setattr(merged, "msleep", lambda k2, ms: slept.append(ms))
     other_task_holds(k, tr.mutex)  # another task is in the middle of an attach on this trampoline
     before = state(k)
     lp, ret = standin_live_patch(k, "fa")
@@ -480,7 +469,7 @@ def test_6_1_live_patch_fentry_fexit_clears_fops_func_on_a_live_ops_and_the_next
     k = kernel("linux-6.1")
     lp, _ = standin_live_patch(k, "fa")
     assert attach(k, "en", "fentry") == 0  # SELF: 0, no SHARE
-    modified = spy(monkeypatch, linux_6_1, "modify_fentry")
+    modified = spy(k, "modify_fentry")
     assert attach(k, "fx", "fexit") == 0
     assert modified == [EAGAIN, 0]
     tr = tr_of(k, "fa")
@@ -560,21 +549,20 @@ def test_6_1_unknown_command_is_einval_and_releases_tr_mutex():
     assert state(k) == before and k.locks == {}
 
 
-def test_6_1_an_endless_eagain_is_a_model_error_not_a_hang(monkeypatch):
-    from ftlab.errors import ModelError
+def test_6_1_an_endless_eagain_is_a_model_error_not_a_hang():
     k = kernel("linux-6.1")
-    monkeypatch.setattr(linux_6_1, "register_fentry", lambda k2, tr, addr: EAGAIN)
+    overlay(k, register_fentry=lambda k2, tr, addr: EAGAIN)
     with pytest.raises(ModelError, match="would never end"):
         attach(k, "fx", "fexit")
 
 
-def test_6_1_a_failed_update_restores_tr_flags(monkeypatch):
+def test_6_1_a_failed_update_restores_tr_flags():
     k = kernel("linux-6.1")
     standin_live_patch(k, "fa")
     assert attach(k, "en", "fentry") == 0
     tr = tr_of(k, "fa")
     before = state(k)
-    monkeypatch.setattr(linux_6_1, "modify_fentry", lambda *a: EBUSY)
+    overlay(k, modify_fentry=lambda *a: EBUSY)
     assert attach(k, "fx", "fexit") == EBUSY
     assert tr.flags == T.RESTORE_REGS and state(k) == before and k.locks == {}
 
@@ -622,7 +610,7 @@ def test_register_fentry_failure_and_the_fops_filter(policy, expect):
     k = kernel(policy)
     ip = k.cat.lookup("fa")
     if policy == "linux-5.18":
-        assert k.policy.register_ftrace_direct(k, ip, "sample_tramp") == 0
+        assert linux_5_18.register_ftrace_direct(k, ip, "sample_tramp") == 0
     else:
         sample = ftrace_ops("sample")
         ftrace.ftrace_set_filter_ip(k, sample, ip)
@@ -731,13 +719,13 @@ def _outcome_trylock_busy(k: Kernel) -> tuple:
     attach(k, "fx", "fexit")
     other_task_holds(k, tr_of(k, "fa").mutex)
     slept: list[int] = []
-    if k.policy.has("msleep"):
-        real = linux_6_1.msleep
-        linux_6_1.msleep = lambda k2, ms: slept.append(ms)  # type: ignore[assignment]
+    if "msleep" in getattr(k.policy.bpf_tramp_ftrace_ops_func, "__code__").co_names:
+        real = merged.msleep
+        merged.msleep = lambda k2, ms: slept.append(ms)  # type: ignore[assignment]
         try:
             r = standin_live_patch(k, "fa")[1]
         finally:
-            linux_6_1.msleep = real  # type: ignore[assignment]
+            merged.msleep = real  # type: ignore[assignment]
     else:
         r = standin_live_patch(k, "fa")[1]
     return r, tuple(slept)

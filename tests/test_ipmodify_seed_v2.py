@@ -8,7 +8,7 @@ from ftlab.model.hash import EMPTY_HASH, ftrace_hash
 from kutil import (F, R, SharingOwner, direct_ops, flags_of, ftrace, ftrace_ops, ip, ipmodify_ops,
                    plain_ops, register_direct, small_kernel)
 
-upd = lambda k, ops, old, new: k.policy.__ftrace_hash_update_ipmodify(k, ops, old, new)  # noqa: E731
+upd = lambda k, ops, old, new: k.policy.ftrace_hash_update_ipmodify(k, ops, old, new)  # noqa: E731
 
 
 def test_combination_1_neither_ipmodify_nor_direct_is_ignored():

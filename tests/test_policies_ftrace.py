@@ -14,7 +14,7 @@ from ftlab.model import direct, ftrace
 from ftlab.model.catalogue import Catalogue
 from ftlab.model.errno import Errno
 from ftlab.model.kernel import Kernel
-from ftlab.model.policies import get_policy, policy_names
+from ftlab.model.policies import get_policy, linux_5_18, policy_names
 
 from kutil import F, R, ftrace_ops, ip, ipmodify_ops, small_kernel
 
@@ -52,7 +52,7 @@ def register_direct_retrying(k, ops, addr):
     ret = direct.register_ftrace_direct_multi(k, ops, addr)
     if ret == -Errno.EAGAIN:
         ops.func, ops.trampoline = None, 0
-        if k.policy.HAS_SHARE_IPMODIFY_FLAG:
+        if k.policy.has_share_ipmodify_flag:
             ops.flags |= F.SHARE_IPMODIFY
         ret = direct.register_ftrace_direct_multi(k, ops, addr)
     return ret
@@ -69,7 +69,7 @@ PLAIN_DIRECT_THEN_LIVE_PATCH = {"linux-5.18": (0, -Errno.EBUSY), "seed-v2": (0, 
 
 def test_policy_registry_lists_the_three_policies():
     assert policy_names() == POLICIES
-    assert get_policy("linux-6.1").KERNEL.startswith("Linux 6.1.192")
+    assert get_policy("linux-6.1").kernel.startswith("Linux 6.1.192")
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -159,7 +159,7 @@ def test_6_1_ipmodify_and_direct_together_warns_and_is_ignored():
     k = small_kernel("linux-6.1")
     ops = ftrace_ops("both", "x", F.IPMODIFY | F.DIRECT | F.ENABLED)
     ftrace.ftrace_ops_init(k, ops)
-    assert k.policy.__ftrace_hash_update_ipmodify(k, ops, None, None) == 0
+    assert k.policy.ftrace_hash_update_ipmodify(k, ops, None, None) == 0
     assert [e.kind for e in k.events] == ["WARN"]
 
 
@@ -189,34 +189,32 @@ def test_6_1_modify_failing_self_keeps_the_old_trampoline():
 
 def test_seed_has_no_cleanup_and_5_18_has_no_nolock_modify():
     with pytest.raises(ModelError, match="does not exist in seed-v2"):
-        get_policy("seed-v2").cleanup_direct_functions_after_ipmodify
+        get_policy("seed-v2").cleanup_direct_functions_after_ipmodify(None, None)
     with pytest.raises(ModelError, match="linux-5.18"):
-        get_policy("linux-5.18").modify_ftrace_direct_multi_nolock
+        get_policy("linux-5.18").modify_direct_nolock(None, None, None)
 
 
 def test_5_18_legacy_direct_api_refuses_a_live_patched_function_both_orders():
     k = small_kernel("linux-5.18")
-    pol = k.policy
     assert ftrace.register_ftrace_function(k, ipmodify_ops(k, "klp", "fa")) == 0
     before = k.key()
-    assert pol.register_ftrace_direct(k, ip(k, "fa"), "bpf_trampoline_1") == -Errno.EBUSY
+    assert linux_5_18.register_ftrace_direct(k, ip(k, "fa"), "bpf_trampoline_1") == -Errno.EBUSY
     assert k.key() == before
     k2 = small_kernel("linux-5.18")
-    assert k2.policy.register_ftrace_direct(k2, ip(k2, "fa"), "bpf_trampoline_1") == 0
+    assert linux_5_18.register_ftrace_direct(k2, ip(k2, "fa"), "bpf_trampoline_1") == 0
     assert ftrace.register_ftrace_function(k2, ipmodify_ops(k2, "klp", "fa")) == -Errno.EBUSY
 
 
 def test_5_18_legacy_direct_api_second_function_and_modify_and_unregister():
     k = small_kernel("linux-5.18")
-    pol = k.policy
-    assert pol.register_ftrace_direct(k, ip(k, "fa"), "t1") == 0
-    assert pol.register_ftrace_direct(k, ip(k, "fb"), "t2") == 0
-    assert pol.register_ftrace_direct(k, ip(k, "fa"), "t3") == -Errno.EBUSY
-    assert pol.modify_ftrace_direct(k, ip(k, "fa"), "t1", "t9") == 0
+    assert linux_5_18.register_ftrace_direct(k, ip(k, "fa"), "t1") == 0
+    assert linux_5_18.register_ftrace_direct(k, ip(k, "fb"), "t2") == 0
+    assert linux_5_18.register_ftrace_direct(k, ip(k, "fa"), "t3") == -Errno.EBUSY
+    assert linux_5_18.modify_ftrace_direct(k, ip(k, "fa"), "t1", "t9") == 0
     assert k.direct_functions[ip(k, "fa")] == "t9" and k.rec(ip(k, "fa")).flags & R.DIRECT_EN
-    assert pol.modify_ftrace_direct(k, ip(k, "fa"), "t1", "t8") == -Errno.EINVAL
-    assert pol.unregister_ftrace_direct(k, ip(k, "fa"), "t9") == 0
-    assert pol.unregister_ftrace_direct(k, ip(k, "fb"), "t2") == 0
+    assert linux_5_18.modify_ftrace_direct(k, ip(k, "fa"), "t1", "t8") == -Errno.EINVAL
+    assert linux_5_18.unregister_ftrace_direct(k, ip(k, "fa"), "t9") == 0
+    assert linux_5_18.unregister_ftrace_direct(k, ip(k, "fb"), "t2") == 0
     assert k.direct_functions == {} and [o.name for o in k.ftrace_ops_list] == [] and k.locks == {}
     assert all(not r.flags & R.ENABLED for r in k.touched_records())
 

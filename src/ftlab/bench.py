@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from .model.catalogue import Catalogue
 from .model.glob import match_records
+from .model.policies.registry import SEED_POLICY
 
 #: Timed runs per benchmark (``--quick``: :data:`QUICK_RUNS`).
 RUNS = 15
@@ -138,7 +139,7 @@ def _one_function_cycle(cat: Catalogue) -> None:
     from .model.kernel import Kernel
     from .model.ops import ftrace_ops
 
-    k = Kernel(cat, policy="seed-v2")
+    k = Kernel(cat, policy=SEED_POLICY)
     ip = cat.ip(len(cat) // 2)
     for n in range(20):
         ops = ftrace_ops(f"klp{n}", "klp_ftrace_handler", F.IPMODIFY | F.PERMANENT)
@@ -176,7 +177,7 @@ def _bench_global_ops() -> None:
     from .model.kernel import Kernel
     from .model.ops import ftrace_ops
 
-    k = Kernel(Catalogue.embedded(), policy="seed-v2")
+    k = Kernel(Catalogue.embedded(), policy=SEED_POLICY)
     ops = ftrace_ops("global_ops", "function_trace_call", 0, core_data=True)
     ftrace.register_ftrace_function(k, ops)
     ftrace.unregister_ftrace_function(k, ops)
@@ -194,7 +195,7 @@ def _populated_kernel():  # type: ignore[no-untyped-def]
     from .model.kernel import Kernel
     from .model.ops import ftrace_ops
 
-    k = Kernel(Catalogue.embedded(), policy="seed-v2")
+    k = Kernel(Catalogue.embedded(), policy=SEED_POLICY)
     ip = k.cat.lookup("cmdline_proc_show")
     d = ftrace_ops("bpf", None, F.SHARE_IPMODIFY)
     ftrace.ftrace_set_filter_ip(k, d, ip)
@@ -229,7 +230,7 @@ class ExploreFigure:
                 "workers_states_per_s": round(self.workers_states_per_s, 1)}
 
 
-def explore_figures(depth: int = 6, policy: str = "seed-v2") -> list[ExploreFigure]:
+def explore_figures(depth: int = 6, policy: str = SEED_POLICY) -> list[ExploreFigure]:
     """Action-order search of every bundled universe (no interleavings): speed and peak memory.
 
     Each universe is explored three times: timed in one process, with nothing else running;

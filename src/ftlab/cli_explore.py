@@ -23,7 +23,7 @@ from .cli import Output, add_json_option, json_document, rich_table, subcommand,
 from .errors import InputError
 from .explorer.explore import (PolicyReport, counterexample_scenario, dump_scenario, explore,
                                interleaving_scenario)
-from .explorer.mutations import MUTATIONS, applies
+from .model.policies.registry import MUTATIONS, mutation_applies
 from .explorer.universe import FtraceModel, UniverseSpec, load_universe, load_universe_text
 from .model.policies import policy_names
 
@@ -148,10 +148,11 @@ def _explore_one(args: argparse.Namespace, universe: str) -> tuple[str, int, Any
         policies = [spec.policy]
     elif args.policy == "all":
         policies = policy_names()
-    elif args.policy in policy_names():
+    elif args.policy in policy_names(variants=True):
         policies = [args.policy]
     else:
-        raise InputError(f"unknown policy {args.policy!r} (known: {', '.join(policy_names())}, all)", "--policy")
+        raise InputError(f"unknown policy {args.policy!r} (known: {', '.join(policy_names(variants=True))}, all)",
+                         "--policy")
     if args.preemptions == "all":
         pb = None
     else:
@@ -167,7 +168,7 @@ def _explore_one(args: argparse.Namespace, universe: str) -> tuple[str, int, Any
                   max_states=args.max_states, max_runs=args.max_runs)
     todo = [(p, frozenset(args.mutation)) for p in policies]
     if args.mutations:
-        todo += [(p, frozenset([m])) for p in policies for m in MUTATIONS if applies(m, p)]
+        todo += [(p, frozenset([m])) for p in policies for m in MUTATIONS if mutation_applies(m, p)]
     progress = _progress_printer() if jobs == 1 or len(todo) == 1 else None
     done = run_explorations(spec, args.depth, todo, common, jobs, progress)
     reports = done[:len(policies)]

@@ -53,7 +53,7 @@ def _configure_preflight(p: argparse.ArgumentParser) -> None:
     p.add_argument("snapshot", metavar="SNAPSHOT", help="a JSON file written by ftlab snapshot")
     p.add_argument("actions", metavar="ACTION", nargs="+",
                    help="a proposed action, quoted as one argument, e.g. 'bpf attach fexit cmdline_proc_show'")
-    p.add_argument("--policy", choices=policy_names(),
+    p.add_argument("--policy", choices=policy_names(variants=True),
                    help="the rules to apply (default: from the kernel version: <= 5.19 linux-5.18, >= 6.0 linux-6.1)")
     add_json_option(p)
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from .cli import Output, add_json_option, json_document, rich_table, subcommand, use_rich
 from .errors import InputError
+from .model.arch import ARCHES
 from .model.policies import policy_names
 from .scenario import load_scenario, load_scenario_text
 from .scenario.compare import compare
@@ -77,8 +78,8 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", nargs="?", metavar="FILE|NAME",
                    help="a scenario file, the name of a bundled one, or oracle/NAME (examples/oracle); "
                         "none: list the bundled ones")
-    p.add_argument("--policy", choices=policy_names(), help="run under this policy instead of the file's")
-    p.add_argument("--arch", choices=["x86_64", "arm64", "ppc64le", "s390x"], help="override the arch")
+    p.add_argument("--policy", choices=policy_names(variants=True), help="run under this policy instead of the file's")
+    p.add_argument("--arch", choices=list(ARCHES), help="override the arch")
     add_json_option(p)
 
 
@@ -139,8 +140,8 @@ SHOW_VIEWS = ("enabled_functions", "livepatch", "ops", "direct_functions", "tram
 def _configure_show(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", metavar="FILE|NAME")
     p.add_argument("--at", type=int, metavar="STEP", help="the state after this step (1-based; default: the last)")
-    p.add_argument("--policy", choices=policy_names())
-    p.add_argument("--arch", choices=["x86_64", "arm64", "ppc64le", "s390x"])
+    p.add_argument("--policy", choices=policy_names(variants=True))
+    p.add_argument("--arch", choices=list(ARCHES))
     add_json_option(p)
 
 
@@ -175,7 +176,7 @@ def _configure_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", metavar="FILE|NAME")
     p.add_argument("--policies", default=",".join(policy_names()),
                    help="comma-separated policies (default: all)")
-    p.add_argument("--arch", choices=["x86_64", "arm64", "ppc64le", "s390x"])
+    p.add_argument("--arch", choices=list(ARCHES))
     add_json_option(p)
 
 
@@ -194,8 +195,8 @@ def cmd_compare(args: argparse.Namespace) -> Output:
     if not policies:
         raise InputError("give at least one policy", "--policies")
     for p in policies:
-        if p not in policy_names():
-            raise InputError(f"unknown policy {p!r} (known: {', '.join(policy_names())})", "--policies")
+        if p not in policy_names(variants=True):
+            raise InputError(f"unknown policy {p!r} (known: {', '.join(policy_names(variants=True))})", "--policies")
     scenario, lines, source = resolve(args.scenario)
     comparison = compare(scenario, lines, source, policies, args.arch)
     rows, agree = comparison.rows, comparison.agree

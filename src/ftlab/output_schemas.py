@@ -96,11 +96,11 @@ the document is that action's (described in :mod:`ftlab.cli_oracle`) and is left
 
     {"format": 1, "command": "schema", "schema": {...}}   # the scenario file JSON Schema
 
-``POLICY`` is one of ``linux-5.18``, ``seed-v2``, ``linux-6.1``; ``ARCH`` one of ``x86_64``,
-``arm64``, ``ppc64le``, ``s390x``; ``EXPECT_FIELD`` a field of a step's ``expect``.
+``POLICY`` is a policy name of the registry (:mod:`ftlab.model.policies.registry`); ``ARCH`` an
+arch profile's name (:mod:`ftlab.model.arch`); ``EXPECT_FIELD`` a field of a step's ``expect``.
 
 The schemas are plain dicts and importing this module needs nothing beyond the standard
-library; :func:`validate` imports ``jsonschema`` (a test dependency, the ``test`` extra) when
+library and the model's registries; :func:`validate` imports ``jsonschema`` (a test dependency, the ``test`` extra) when
 called. ftlab itself never validates its output at run time.
 """
 
@@ -108,9 +108,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .model.arch import ARCHES as _ARCH_PROFILES
+from .model.policies.registry import policy_names
+
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-POLICIES = ["linux-5.18", "seed-v2", "linux-6.1"]
-ARCHES = ["x86_64", "arm64", "ppc64le", "s390x"]
+POLICIES = policy_names(variants=True)
+ARCHES = list(_ARCH_PROFILES)
 EXPECT_FIELDS = ["result", "body", "programs", "retval", "events", "text", "contains", "warnings",
                  "ftrace_dead", "invariant"]
 MATCH_TYPES = ["MATCH_FULL", "MATCH_FRONT_ONLY", "MATCH_MIDDLE_ONLY", "MATCH_END_ONLY", "MATCH_GLOB",

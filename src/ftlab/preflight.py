@@ -45,6 +45,7 @@ from .model.errno import errno_name
 from .model.flags import FTRACE_FL, FTRACE_OPS_FL
 from .model.invariants import check_all
 from .model.kernel import Kernel
+from .model.policies.registry import POLICIES, policy_names
 from .scenario.runner import _Run, describe_step, body_label, record_changes, ref_indices
 from .scenario.schema import (BpfStep, CallStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, OpsStep,
                               TracerStep, TransitionStep)
@@ -131,7 +132,8 @@ def load_snapshot(path: str) -> Snapshot:
 
 
 def policy_for_release(release: str) -> str:
-    """<= 5.19 -> linux-5.18, >= 6.0 -> linux-6.1; InputError for an unreadable version."""
+    """The policy whose registry ``series`` holds ``release``'s version (<= 5.19 linux-5.18,
+    >= 6.0 linux-6.1); InputError for an unreadable version or one older than 5.15."""
     m = re.match(r"^(\d+)\.(\d+)", release)
     if not m:
         raise InputError(f"cannot tell the kernel version from uname -r {release!r}; give --policy", "snapshot")
@@ -139,7 +141,16 @@ def policy_for_release(release: str) -> str:
     if (major, minor) < (5, 15):
         raise InputError(f"kernel {release} is older than 5.15 (ftlab models 5.18 and 6.1 rules); "
                          "give --policy to force one", "snapshot")
-    return "linux-5.18" if major < 6 else "linux-6.1"
+    for name in policy_names():
+        series = POLICIES[name].series
+        if series is not None and _version(series[0]) <= (major, minor) <= _version(series[1]):
+            return name
+    raise InputError(f"no policy stands for kernel {release}; give --policy", "snapshot")
+
+
+def _version(text: str) -> tuple[int, int]:
+    major, _, minor = text.partition(".")
+    return int(major), int(minor)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -835,12 +846,13 @@ def explain(k: Kernel, step: Any, errno: str, policy: str) -> str:
     wants_ipmodify = (isinstance(step, LivepatchStep) or (isinstance(step, KprobeStep) and step.post)
                       or (isinstance(step, OpsStep) and step.ipmodify))
     wants_direct = isinstance(step, (BpfStep, DirectStep)) and getattr(step, "bpf", "attach") == "attach"
+    direct_is_ipmodify = bool(k.policy.MULTI_FLAGS & FTRACE_OPS_FL.IPMODIFY)  # before the series
     if isinstance(step, LivepatchStep) and errno == "EBUSY" and livepatch.klp_in_transition(k):
         return "-EBUSY: another live patch transition is in progress (kernel/livepatch/core.c: klp_enable_patch)"
     if wants_ipmodify and errno == "EBUSY":
         if ipm:
             return (f"-EBUSY: a second IPMODIFY ops on {ipm[0]} (ftrace.c: __ftrace_hash_update_ipmodify)")
-        if drc and policy == "linux-5.18":
+        if drc and direct_is_ipmodify:
             return (f"-EBUSY: {drc[0]} already has a DIRECT ops, which is IPMODIFY too before 6.0 "
                     "(ftrace.c: __ftrace_hash_update_ipmodify)")
         if drc:
@@ -863,7 +875,7 @@ def explain(k: Kernel, step: Any, errno: str, policy: str) -> str:
         if errno == "EBUSY" and drc and isinstance(step, DirectStep):
             return (f"-EBUSY: {drc[0]} already has a direct trampoline; one per function "
                     "(ftrace.c: register_ftrace_direct_multi)")
-        if errno == "EBUSY" and ipm and policy == "linux-5.18":
+        if errno == "EBUSY" and ipm and direct_is_ipmodify:
             return (f"-EBUSY: {ipm[0]} has an IPMODIFY ops and a DIRECT ops is IPMODIFY too before 6.0 "
                     "(ftrace.c: __ftrace_hash_update_ipmodify)")
         if errno == "EBUSY" and ipm:

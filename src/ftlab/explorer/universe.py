@@ -33,8 +33,9 @@ from ..model.errno import errno_name
 from ..model.invariants import INVARIANTS, Caller
 from ..model._copy import clone
 from ..model.kernel import Kernel
+from ..model.policies import get_policy
 from ..scenario.runner import _Run
-from ..scenario.schema import BpfStep, CallStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, OpsStep, TracerStep
+from ..scenario.schema import DEFAULT_POLICY, ArchName, PolicyName, BpfStep, CallStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, OpsStep, TracerStep
 from .checker import Property
 
 
@@ -116,8 +117,8 @@ class UniverseSpec(_Strict):
     """A universe file."""
 
     description: str = ""
-    policy: Literal["linux-5.18", "seed-v2", "linux-6.1"] = "linux-6.1"
-    arch: Literal["x86_64", "arm64", "ppc64le", "s390x"] = "x86_64"
+    policy: PolicyName = DEFAULT_POLICY
+    arch: ArchName = "x86_64"
     catalogue: Literal["synthetic", "embedded"] = Field(
         "synthetic", description="synthetic: a catalogue of just `functions`; embedded: Debian 6.1's")
     functions: list[str] = Field(min_length=1)
@@ -313,9 +314,7 @@ class FtraceModel:
 
     # -- the Model protocol ------------------------------------------------------------------
     def new_kernel(self) -> Kernel:
-        k = Kernel(self.cat, policy=self.policy, arch=self.spec.arch)
-        k.mutations = self.mutations
-        return k
+        return Kernel(self.cat, policy=get_policy(self.policy, self.mutations), arch=self.spec.arch)
 
     def init_states(self) -> list[World]:
         return [World(_Run(self.new_kernel()), frozenset())]

@@ -4,18 +4,16 @@ Kernel source: kernel/trace/ftrace.c, the CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALL
 (direct_functions, call_direct_funcs, ftrace_add_rec_direct, remove_direct_functions_hash,
 check_direct_multi, tmp_ops of __modify_ftrace_direct_multi). The entry points whose behaviour
 differs between versions (register/unregister/modify_ftrace_direct_multi and the _nolock
-variant of the seed's 2/5) are in the policy modules and dispatched from here.
+variant of the seed's 2/5) are the policy's (``register_direct`` ... slots) and dispatched
+from here, after the stub check every version has without DIRECT_CALLS.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 from .errno import Errno
 from .flags import OPSF
-from .hash import ftrace_hash, ftrace_hash_empty
+from .hash import ftrace_hash
 from .kernel import Kernel
-from .locks import mutex_lock, mutex_unlock
 from .ops import Addr, ftrace_ops
 
 F = OPSF
@@ -50,48 +48,6 @@ def check_direct_multi(k: Kernel, ops: ftrace_ops) -> int:
     return 0
 
 
-def register_direct_multi_body(k: Kernel, ops: ftrace_ops, addr: Addr, *,
-                               register: Callable[[Kernel, ftrace_ops], int], or_flags: bool,
-                               refuse: Callable[[ftrace_ops], int] | None = None) -> int:
-    """The body of register_ftrace_direct_multi() (ftrace.c) that 5.18, v2 and 6.1 share.
-
-    The versions differ only in an extra refusal after the ENABLED check (``refuse``: v2 3/5's
-    IPMODIFY+SHARE_IPMODIFY), whether MULTI_FLAGS is or-ed into the caller's flags (v2 1/5) or
-    assigned, and which register they call (``register_ftrace_function`` or 6.1's ``_nolock``).
-    The direct entries are made under direct_mutex first and removed if registering fails; func
-    and trampoline stay set then.
-    """
-    if ops.func or ops.trampoline:
-        return -Errno.EINVAL
-    if not ops.flags & F.INITIALIZED:
-        return -Errno.EINVAL
-    if ops.flags & F.ENABLED:
-        return -Errno.EINVAL
-    if refuse is not None:
-        ret = refuse(ops)
-        if ret:
-            return ret
-    hash = ops.hash.filter_hash
-    if ftrace_hash_empty(hash):
-        return -Errno.EINVAL
-    assert hash is not None
-    mutex_lock(k, "direct_mutex")
-    if any(k.direct_functions.get(ip) for ip in hash):
-        mutex_unlock(k, "direct_mutex")
-        return -Errno.EBUSY
-    for ip in hash:
-        ftrace_add_rec_direct(k, ip, addr)
-    ops.func = CALL_DIRECT_FUNCS
-    multi = int(k.policy.MULTI_FLAGS)
-    ops.flags = (ops.flags | multi) if or_flags else multi
-    ops.trampoline = "ftrace_regs_caller"  # FTRACE_REGS_ADDR
-    err = register(k, ops)
-    if err:
-        remove_direct_functions_hash(k, hash, addr)
-    mutex_unlock(k, "direct_mutex")
-    return err
-
-
 def tmp_ops(k: Kernel) -> ftrace_ops:
     """The static ``tmp_ops`` of __modify_ftrace_direct_multi (ftrace.c): func ftrace_stub, flags STUB.
 
@@ -113,59 +69,30 @@ def _no_direct_calls(k: Kernel) -> bool:
 
 
 def register_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """register_ftrace_direct_multi() (ftrace.c) under ``k.policy`` (-ENODEV stub without DIRECT_CALLS)."""
+    """register_ftrace_direct_multi() (ftrace.c; register_ftrace_direct from 6.4) under ``k.policy``
+    (the ftrace.h stub, -ENODEV, without DIRECT_CALLS)."""
     if _no_direct_calls(k):
         return -Errno.ENODEV
-    return k.policy.register_ftrace_direct_multi(k, ops, addr)
+    return k.policy.register_direct(k, ops, addr)
 
 
 def unregister_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """unregister_ftrace_direct_multi() (ftrace.c; the same in 5.18, v2 and 6.1).
-
-    Unregister under direct_mutex, drop the direct entries, clear func and trampoline so that the
-    ops can be registered again (-ENODEV stub without DIRECT_CALLS).
-    """
+    """unregister_ftrace_direct_multi() (ftrace.c) under ``k.policy`` (-ENODEV stub without DIRECT_CALLS)."""
     if _no_direct_calls(k):
         return -Errno.ENODEV
-    if check_direct_multi(k, ops):
-        return -Errno.EINVAL
-    if not ops.flags & F.ENABLED:
-        return -Errno.EINVAL
-    hash = ops.hash.filter_hash
-    mutex_lock(k, "direct_mutex")
-    err = k.policy.unregister_ftrace_function(k, ops)
-    remove_direct_functions_hash(k, hash, addr)
-    mutex_unlock(k, "direct_mutex")
-    ops.func = None
-    ops.trampoline = 0
-    return err
+    return k.policy.unregister_direct(k, ops, addr)
 
 
 def modify_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """modify_ftrace_direct_multi() (ftrace.c): checks, then the policy's __modify_ftrace_direct_multi
-    under direct_mutex (v2 2/5 and 6.1); 5.18, which has its own body, defines it in its module."""
+    """modify_ftrace_direct_multi() (ftrace.c) under ``k.policy`` (-ENODEV stub without DIRECT_CALLS)."""
     if _no_direct_calls(k):
         return -Errno.ENODEV
-    if k.policy.has("modify_ftrace_direct_multi"):
-        return k.policy.modify_ftrace_direct_multi(k, ops, addr)
-    if check_direct_multi(k, ops):
-        return -Errno.EINVAL
-    if not ops.flags & F.ENABLED:
-        return -Errno.EINVAL
-    mutex_lock(k, "direct_mutex")
-    err = k.policy.__modify_ftrace_direct_multi(k, ops, addr)
-    mutex_unlock(k, "direct_mutex")
-    return err
+    return k.policy.modify_direct(k, ops, addr)
 
 
 def modify_ftrace_direct_multi_nolock(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:
-    """modify_ftrace_direct_multi_nolock() (ftrace.c, added by v2 2/5, kept by 6.1): the caller holds
-    direct_mutex. A ModelError under 5.18, which does not have it."""
+    """modify_ftrace_direct_multi_nolock() (ftrace.c, added by seed v2 2/5) under ``k.policy``: the
+    caller holds direct_mutex. A ModelError under 5.18, which does not have it."""
     if _no_direct_calls(k):
         return -Errno.ENODEV
-    body = k.policy.__modify_ftrace_direct_multi
-    if check_direct_multi(k, ops):
-        return -Errno.EINVAL
-    if not ops.flags & F.ENABLED:
-        return -Errno.EINVAL
-    return body(k, ops, addr)
+    return k.policy.modify_direct_nolock(k, ops, addr)

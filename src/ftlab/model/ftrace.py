@@ -465,10 +465,7 @@ def ftrace_hash_ipmodify_rollback(k: Kernel, walk: Iterable[int], old_hash: ftra
 
     Walks the records again up to the failing one (``end``), skipping DISABLED records and
     unchanged ones, and reverses the FTRACE_FL_IPMODIFY changes of the first pass; returns -EBUSY.
-    With mutation ``no-rollback`` nothing is undone.
     """
-    if "no-rollback" in k.mutations:
-        return -Errno.EBUSY
     cat = k.cat
     for ip in walk:
         i = cat.index(ip)
@@ -491,7 +488,7 @@ def ftrace_hash_ipmodify_enable(k: Kernel, ops: ftrace_ops) -> int:
     hash = ops.hash.filter_hash
     if ftrace_hash_empty(hash):
         hash = None
-    return k.policy.__ftrace_hash_update_ipmodify(k, ops, EMPTY_HASH, hash)
+    return k.policy.ftrace_hash_update_ipmodify(k, ops, EMPTY_HASH, hash)
 
 
 def ftrace_hash_ipmodify_disable(k: Kernel, ops: ftrace_ops) -> None:
@@ -499,7 +496,7 @@ def ftrace_hash_ipmodify_disable(k: Kernel, ops: ftrace_ops) -> None:
     hash = ops.hash.filter_hash
     if ftrace_hash_empty(hash):
         hash = None
-    k.policy.__ftrace_hash_update_ipmodify(k, ops, hash, EMPTY_HASH)
+    k.policy.ftrace_hash_update_ipmodify(k, ops, hash, EMPTY_HASH)
 
 
 def ftrace_hash_ipmodify_update(k: Kernel, ops: ftrace_ops, new_hash: ftrace_hash | None) -> int:
@@ -509,7 +506,7 @@ def ftrace_hash_ipmodify_update(k: Kernel, ops: ftrace_ops, new_hash: ftrace_has
         old_hash = None
     if ftrace_hash_empty(new_hash):
         new_hash = None
-    return k.policy.__ftrace_hash_update_ipmodify(k, ops, old_hash, new_hash)
+    return k.policy.ftrace_hash_update_ipmodify(k, ops, old_hash, new_hash)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def check_ipmodify_exclusive(k: Kernel) -> list[str]:
     out: list[str] = []
     ipmod: dict[int, list[str]] = {}
     direct_noshare: dict[int, list[str]] = {}
-    share_flag = bool(getattr(k.policy, "HAS_SHARE_IPMODIFY_FLAG", False))
+    share_flag = k.policy.has_share_ipmodify_flag
     for op in _live_ops(k):
         if not op.flags & (F.IPMODIFY | F.DIRECT):
             continue

@@ -71,12 +71,13 @@ def _idle_key(obj: Any) -> Any:
 class Kernel:
     """One modelled kernel instance.
 
-    ``Kernel()`` uses the embedded Debian 6.1 catalogue and the seed's policy; pass
+    ``Kernel()`` uses the embedded Debian 6.1 catalogue and the registry's default policy
+    (:data:`ftlab.model.policies.registry.DEFAULT_POLICY`); pass
     ``catalogue=Catalogue.synthetic([...])`` for small models and ``policy=`` for another
-    kernel's rules.
+    kernel's rules (a name, or a :class:`~ftlab.model.policies.Policy`, e.g. with mutations).
     """
 
-    def __init__(self, catalogue: Catalogue | None = None, policy: str | Policy = "seed-v2",
+    def __init__(self, catalogue: Catalogue | None = None, policy: str | Policy | None = None,
                  arch: str | ArchProfile = "x86_64") -> None:
         self.cat = catalogue if catalogue is not None else Catalogue.embedded()
         self.policy: Policy = policy if isinstance(policy, Policy) else get_policy(policy)
@@ -102,8 +103,6 @@ class Kernel:
         self.statics: dict[str, Any] = {}
         #: Client subsystems attach their global state here (klp, bpf, kprobes, tracer).
         self.subsys: dict[str, Any] = {}
-        #: Named deviations from the policy switched on for this kernel (ftlab.explorer.mutations).
-        self.mutations: frozenset[str] = frozenset()
 
     # -- records -------------------------------------------------------------------------------
     def rec_index(self, ip: int) -> int:
@@ -172,7 +171,7 @@ class Kernel:
         d = clone
         for name, value in self.__dict__.items():
             if name in ("cat", "policy", "arch", "sched", "current", "ftrace_trace_function",
-                        "saved_ftrace_func", "mutations"):
+                        "saved_ftrace_func"):
                 setattr(new, name, value)
             elif name in ("recs", "direct_functions", "locks", "trampolines"):
                 setattr(new, name, dict(value))

@@ -22,6 +22,7 @@ from ..model.invariants import check_all
 from ..model.errno import Errno, errno_name, parse_errno
 from ..model.flags import FTRACE_FL
 from ..model.kernel import Kernel
+from ..model.policies import get_policy
 from .schema import (BpfStep, CallStep, ConcurrentStep, DirectStep, Expect, FuncRef, KernelSpec, KprobeStep, LivepatchStep, OpsStep,
                      Scenario, ShowStep, TracerStep, TransitionStep)
 
@@ -93,9 +94,7 @@ def build_kernel(spec: KernelSpec, source: str, lines: dict[Path_, int], policy:
             cat = Catalogue.from_file(cat_spec)
         except InputError as e:  # point at the scenario's line; the message keeps the catalogue's place
             raise InputError(f"kernel.catalogue: {e}", where) from None
-    k = Kernel(cat, policy=policy or spec.policy, arch=arch or spec.arch)
-    k.mutations = frozenset(spec.mutations)
-    return k
+    return Kernel(cat, policy=get_policy(policy or spec.policy, spec.mutations), arch=arch or spec.arch)
 
 
 def check_names(scenario: Scenario, cat: Catalogue, source: str, lines: dict[Path_, int]) -> None:

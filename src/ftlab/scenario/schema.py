@@ -27,9 +27,14 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from ..model.arch import ARCHES
 from ..model.errno import parse_errno
+from ..model.policies.registry import DEFAULT_POLICY, MUTATIONS, policy_names
 
-DEFAULT_POLICY = "linux-6.1"
+#: The names a scenario or universe may give (the registry's and the arch profiles').
+PolicyName = Literal[tuple(policy_names(variants=True))]  # type: ignore[valid-type]
+ArchName = Literal[tuple(ARCHES)]  # type: ignore[valid-type]
+MutationName = Literal[tuple(MUTATIONS)]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):
@@ -252,11 +257,11 @@ Step = Annotated[
 class KernelSpec(_Strict):
     """The kernel a scenario runs on."""
 
-    policy: Literal["linux-5.18", "seed-v2", "linux-6.1"] = DEFAULT_POLICY
-    arch: Literal["x86_64", "arm64", "ppc64le", "s390x"] = "x86_64"
+    policy: PolicyName = DEFAULT_POLICY
+    arch: ArchName = "x86_64"
     catalogue: str | list[str] = Field("embedded", description="'embedded', 'oracle-guest' (embedded plus the oracle "
                                        "guest's virtio and 9p modules), a file path, or a list of names")
-    mutations: list[Literal["ops-func-blocking-lock", "no-orig-stack", "skip-prepare", "no-rollback"]] = Field(
+    mutations: list[MutationName] = Field(
         default_factory=list, description="deliberate deviations of the model (ftlab explore --mutation)")
 
 

@@ -1,113 +1,264 @@
-"""Policies: the parts of the ftrace hook core that differ between kernel versions.
+"""Policies: each kernel version is a base table plus named changes.
 
-Each policy is one sibling module of this package (``linux_5_18``, ``seed_v2``, ``linux_6_1``)
-holding only the functions whose behaviour differs, under the kernel's names, each with a
-docstring naming the kernel version and ``file: function``. Everything shared lives in
-:mod:`ftlab.model.ftrace`, :mod:`ftlab.model.direct` and, for BPF trampolines,
-:mod:`ftlab.model.clients.bpf`, which reach a policy only through ``k.policy.<function>``.
+A *policy* is a :class:`Policy`: a frozen, typed table of what the ftrace hook core and the BPF
+trampoline do in one kernel version -- the kernel functions whose behaviour differs between
+versions, plus a few constants (``MULTI_FLAGS``, the ``ftrace_ops_cmd`` and ``BPF_TRAMP_F``
+enums). Everything all versions share lives in :mod:`ftlab.model.ftrace`,
+:mod:`ftlab.model.direct` and :mod:`ftlab.model.bpf_trampoline`, which reach the table through
+``k.policy.<slot>``.
 
-A policy module must define:
+Layout. Each version is a package here holding only what differs: ``ftrace.py`` (its
+kernel/trace/ftrace.c part), ``trampoline.py`` (its kernel/bpf/trampoline.c part) and, in its
+``__init__``, its ``BASE`` table and the ``OVERLAYS`` that implement the registry's changes on
+that base. What two or more versions share is written once: :mod:`.shared` (code several
+versions have verbatim) and :mod:`.merged` (the design merged in Linux 6.0, which 6.1 and
+later keep). Policies never import one another, nor a client.
 
-* ``NAME`` and ``DESCRIPTION``;
-* ``ftrace_ops_cmd`` (its enum) and ``MULTI_FLAGS``;
-* ``HAS_OPS_FUNC`` / ``HAS_SHARE_IPMODIFY_FLAG`` booleans;
-* ``register_ftrace_function(k, ops)``, ``unregister_ftrace_function(k, ops)``;
-* ``__ftrace_hash_update_ipmodify(k, ops, old_hash, new_hash)``;
-* ``register_ftrace_direct_multi(k, ops, addr)``, and either ``__modify_ftrace_direct_multi``
-  (v2, 6.1: :mod:`ftlab.model.direct` wraps it as modify_ftrace_direct_multi and its _nolock twin)
-  or a whole ``modify_ftrace_direct_multi`` (5.18); unregister_ftrace_direct_multi is the same
-  everywhere and lives in :mod:`ftlab.model.direct`;
-* a "kernel/bpf/trampoline.c" section for :mod:`ftlab.model.clients.bpf`: ``BPF_TRAMP_F`` (the
-  flags of that version's bpf.h), ``register_fentry``, ``modify_fentry``, ``unregister_fentry``,
-  ``bpf_tramp_image_alloc`` and ``bpf_trampoline_update(k, tr, lock_direct_mutex)``; a version
-  whose trampolines own an ftrace_ops also has ``bpf_trampoline_lookup_fops``,
-  ``bpf_trampoline_put_fops`` and ``bpf_tramp_ftrace_ops_func``.
+Changes. A kernel build differs from its base by the upstream commits it carries. Such a change
+is an :class:`Overlay`: a name (the commit id) and the table slots it replaces, each with a
+function of the base's entry (usually ignoring it: the function as the commit leaves it). A
+policy is ``compose(base, overlays)``. Mutations -- deliberate bugs the explorer must catch --
+are overlays too; theirs rebind one name inside one kernel function (:func:`rebind`), so no
+kernel function tests a mutation's name.
 
-A function that a kernel version does not have (``modify_ftrace_direct_multi_nolock`` before the
-series, ``cleanup_direct_functions_after_ipmodify`` before 6.0) is simply absent from its module;
-calling it raises :class:`~ftlab.errors.ModelError` naming the policy.
+Calling convention. A slot is called as ``k.policy.<slot>(k, ...)`` wherever a change or a
+mutation may replace it, also from inside a version's own code, so that an overlay reaches
+every caller. A slot a version does not have holds :func:`absent`, which raises
+:class:`~ftlab.errors.ModelError` naming the version when called.
 
-Adding a kernel version means adding one module here and one line to ``_MODULES``.
+Names, defaults, and the kernel releases each policy stands for: :mod:`.registry`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import importlib
-from types import ModuleType
-from typing import Any
+import types
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NoReturn
 
 from ...errors import InputError, ModelError
+from . import registry
+from .registry import DEFAULT_POLICY, PolicyInfo
 
-#: Policy name -> module (relative to this package).
-_MODULES = {
-    "linux-5.18": "linux_5_18",
-    "seed-v2": "seed_v2",
-    "linux-6.1": "linux_6_1",
-}
+if TYPE_CHECKING:  # pragma: no cover
+    from ..bpf_trampoline import bpf_tramp_image, bpf_trampoline
+    from ..hash import ftrace_hash
+    from ..kernel import Kernel
+    from ..ops import Addr, ftrace_ops
 
-_REQUIRED = (
-    "NAME", "DESCRIPTION", "KERNEL", "ftrace_ops_cmd", "MULTI_FLAGS", "HAS_OPS_FUNC",
-    "HAS_SHARE_IPMODIFY_FLAG", "register_ftrace_function", "unregister_ftrace_function",
-    "__ftrace_hash_update_ipmodify", "register_ftrace_direct_multi",
-    "BPF_TRAMP_F", "register_fentry", "modify_fentry", "unregister_fentry", "bpf_tramp_image_alloc",
-    "bpf_trampoline_update",
-)
+    OpsFn = Callable[[Kernel, ftrace_ops], int]
+    OpsVoidFn = Callable[[Kernel, ftrace_ops], None]
+    DirectFn = Callable[[Kernel, ftrace_ops, Addr], int]
+    HashUpdateFn = Callable[[Kernel, ftrace_ops, "ftrace_hash | None", "ftrace_hash | None"], int]
+    OpsFuncFn = Callable[[ftrace_ops, int], int]
+    TrFn = Callable[[Kernel, bpf_trampoline], None]
 
 
+def absent(policy: str, function: str) -> Callable[..., NoReturn]:
+    """The entry of a slot that kernel version ``policy`` does not have: calling it is a ModelError."""
+    def missing(*args: Any, **kwargs: Any) -> NoReturn:
+        raise ModelError(f"{function} does not exist in {policy}")
+    missing.__name__ = f"absent_{function}"
+    missing.__doc__ = f"{function} does not exist in {policy}."
+    return missing
+
+
+@dataclass(frozen=True, eq=False)
 class Policy:
-    """A frozen handle on one policy module; attribute access reaches the module's names."""
+    """What one kernel version provides: the protocol every version package fills, slot by slot.
 
-    __slots__ = ("name", "module")
+    Slots whose kernel name changed between versions are named for their role; the docstring of
+    each version's function names its counterpart. ``changes`` and ``mutations`` name the
+    overlays composed onto the version's base, in order.
+    """
 
-    def __init__(self, name: str, module: ModuleType) -> None:
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "module", module)
+    name: str
+    kernel: str
+    description: str
+    #: enum ftrace_ops_cmd (include/linux/ftrace.h; empty before the series)
+    ftrace_ops_cmd: type[enum.IntEnum]
+    #: MULTI_FLAGS (ftrace.c): the flags register_direct gives a direct ops
+    MULTI_FLAGS: int
+    #: the version has FTRACE_OPS_FL_SHARE_IPMODIFY (seed v2 only)
+    has_share_ipmodify_flag: bool
 
-    def __getattr__(self, attr: str) -> Any:
-        try:
-            return getattr(self.module, attr)
-        except AttributeError:
-            raise ModelError(f"{attr} does not exist in {self.name} ({self.module.KERNEL})") from None
+    # -- kernel/trace/ftrace.c -------------------------------------------------------------
+    register_ftrace_function: "OpsFn"
+    unregister_ftrace_function: "OpsFn"
+    #: __ftrace_hash_update_ipmodify(ops, old_hash, new_hash)
+    ftrace_hash_update_ipmodify: "HashUpdateFn"
+    #: prepare_direct_functions_for_ipmodify (seed v2, 6.0+)
+    prepare_direct_functions_for_ipmodify: "OpsFn"
+    #: cleanup_direct_functions_after_ipmodify (6.0+)
+    cleanup_direct_functions_after_ipmodify: "OpsVoidFn"
+    #: register_ftrace_function_nolock (6.0+)
+    register_ftrace_function_nolock: "OpsFn"
+    #: register_ftrace_direct_multi (5.5 .. 6.3); register_ftrace_direct (6.4+)
+    register_direct: "DirectFn"
+    #: unregister_ftrace_direct_multi (5.5 .. 6.3)
+    unregister_direct: "DirectFn"
+    #: modify_ftrace_direct_multi (5.5 .. 6.3); modify_ftrace_direct (6.4+)
+    modify_direct: "DirectFn"
+    #: modify_ftrace_direct_multi_nolock (seed v2 2/5 .. 6.3); modify_ftrace_direct_nolock (6.4+)
+    modify_direct_nolock: "DirectFn"
+    #: __modify_ftrace_direct_multi (seed v2, 6.0 .. 6.3): the body the two above run, direct_mutex held
+    modify_direct_body: "DirectFn"
 
-    def has(self, attr: str) -> bool:
-        """Does this kernel version have ``attr``."""
-        return hasattr(self.module, attr)
+    # -- kernel/bpf/trampoline.c, include/linux/bpf.h ----------------------------------------
+    #: BPF_TRAMP_F_* of the version's bpf.h
+    BPF_TRAMP_F: type[enum.IntFlag]
+    #: the DIRECT_CALLS block of bpf_trampoline_lookup: tr->fops (None: the version has none)
+    bpf_trampoline_lookup_fops: "Callable[[Kernel, bpf_trampoline], ftrace_ops | None]"
+    #: the fops part of bpf_trampoline_put
+    bpf_trampoline_put_fops: "TrFn"
+    register_fentry: "Callable[[Kernel, bpf_trampoline, Addr], int]"
+    modify_fentry: "Callable[[Kernel, bpf_trampoline, Addr, Addr, bool], int]"
+    unregister_fentry: "Callable[[Kernel, bpf_trampoline, Addr], int]"
+    bpf_tramp_image_alloc: "Callable[[Kernel, bpf_trampoline], bpf_tramp_image]"
+    bpf_trampoline_update: "Callable[[Kernel, bpf_trampoline, bool], int]"
+    #: tr->fops' ops_func (seed v2, 6.0+)
+    bpf_tramp_ftrace_ops_func: "OpsFuncFn"
 
-    def __setattr__(self, attr: str, value: Any) -> None:
-        raise AttributeError("Policy is immutable")
+    changes: tuple[str, ...] = ()
+    mutations: tuple[str, ...] = ()
 
-    def __deepcopy__(self, memo: dict) -> "Policy":
+    # -- a frozen value: shared by copies, pickled by name -------------------------------------
+    def __deepcopy__(self, memo: dict[int, Any]) -> "Policy":
         return self
 
     def __copy__(self) -> "Policy":
         return self
 
-    def __reduce__(self) -> tuple:
-        return (get_policy, (self.name,))
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (get_policy, (self.name, self.mutations))
 
     def __repr__(self) -> str:
-        return f"<Policy {self.name}>"
+        extra = "".join(f" +{m}" for m in self.mutations)
+        return f"<Policy {self.name}{extra}>"
+
+    @property
+    def info(self) -> PolicyInfo:
+        """This policy's registry entry."""
+        return registry.policy_info(self.name)
+
+    def slot(self, name: str) -> Callable[..., Any]:
+        """The function in slot ``name`` (ModelError if the table has no such slot)."""
+        if name not in _SLOTS:
+            raise ModelError(f"the policy table has no slot {name!r}")
+        fn: Callable[..., Any] = getattr(self, name)
+        return fn
 
 
-_cache: dict[str, Policy] = {}
+#: The names of the table's function slots (what an overlay may replace).
+_SLOTS: frozenset[str] = frozenset(
+    f.name for f in dataclasses.fields(Policy)
+    if f.name not in ("name", "kernel", "description", "ftrace_ops_cmd", "MULTI_FLAGS",
+                      "has_share_ipmodify_flag", "BPF_TRAMP_F", "changes", "mutations"))
 
 
-def policy_names() -> list[str]:
-    """Names of every known policy."""
-    return list(_MODULES)
+def slot_names() -> frozenset[str]:
+    """The names of the policy table's function slots."""
+    return _SLOTS
 
 
-def get_policy(name: str) -> Policy:
-    """The policy called ``name``; :class:`InputError` for an unknown one."""
-    p = _cache.get(name)
+@dataclass(frozen=True)
+class Overlay:
+    """A named replacement of some of a policy's slots: an upstream change or a mutation.
+
+    ``replaces`` maps a slot to a function of the base's entry that gives the new entry (for an
+    upstream change usually a constant: the function as the commit leaves it; for a mutation a
+    :func:`rebind` of the base's own function).
+    """
+
+    name: str
+    replaces: Mapping[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = field(default_factory=dict)
+
+    @classmethod
+    def functions(cls, name: str, **fns: Callable[..., Any]) -> "Overlay":
+        """An overlay that puts each of ``fns`` in the slot of its keyword, whatever was there."""
+        return cls(name, {slot: (lambda _base, fn=fn: fn) for slot, fn in fns.items()})
+
+
+def compose(base: Policy, overlays: Iterable[Overlay], *, mutation: bool = False) -> Policy:
+    """``base`` with each overlay applied in order (``mutation``: record them as mutations)."""
+    table = base
+    for ov in overlays:
+        new: dict[str, Any] = {}
+        for slot, derive in ov.replaces.items():
+            if slot not in _SLOTS:
+                raise ModelError(f"overlay {ov.name} replaces {slot!r}, which is not a policy slot")
+            new[slot] = derive(new.get(slot, getattr(table, slot)))
+        if mutation:
+            new["mutations"] = table.mutations + (ov.name,)
+        else:
+            new["changes"] = table.changes + (ov.name,)
+        table = dataclasses.replace(table, **new)
+    return table
+
+
+def rebind(fn: Callable[..., Any], **names: Any) -> Callable[..., Any]:
+    """A copy of ``fn`` whose global ``names`` mean something else (a mutation operator).
+
+    Each name must be one ``fn``'s code reads (else the mutation would change nothing, and
+    that is an error, not a silent no-op). The copy keeps ``fn``'s name and docstring.
+    """
+    assert isinstance(fn, types.FunctionType), fn
+    used = set(fn.__code__.co_names)
+    for n in names:
+        if n not in used:
+            raise ModelError(f"mutation of {fn.__qualname__}: it does not use {n!r}")
+    glb = dict(fn.__globals__)
+    glb.update(names)
+    new = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
+    new.__kwdefaults__ = fn.__kwdefaults__
+    new.__doc__ = fn.__doc__
+    new.__qualname__ = fn.__qualname__
+    new.__module__ = fn.__module__
+    return new
+
+
+# ---------------------------------------------------------------------------------------------
+# Building policies from the registry
+# ---------------------------------------------------------------------------------------------
+_built: dict[tuple[str, tuple[str, ...]], Policy] = {}
+
+
+def policy_names(*, variants: bool = False) -> list[str]:
+    """The names of the registry's policies (``variants``: also the named builds of a base that
+    carry fewer or other changes than the primary policy)."""
+    return registry.policy_names(variants=variants)
+
+
+def get_policy(name: str | None = None, mutations: Iterable[str] = ()) -> Policy:
+    """The policy called ``name`` (the registry's default when None), with ``mutations`` applied.
+
+    An unknown name is :class:`~ftlab.errors.InputError`. A mutation that does not apply to the
+    policy (its kernel lacks what the mutation changes) is left out.
+    """
+    name = name or DEFAULT_POLICY
+    info = registry.POLICIES.get(name)
+    if info is None:
+        raise InputError(f"unknown policy {name!r} (known: {', '.join(registry.policy_names(variants=True))})")
+    muts = tuple(m for m in dict.fromkeys(mutations) if registry.check_mutation(m) and name in registry.MUTATIONS[m].policies)
+    key = (name, muts)
+    p = _built.get(key)
     if p is not None:
         return p
-    modname = _MODULES.get(name)
-    if modname is None:
-        raise InputError(f"unknown policy {name!r} (known: {', '.join(_MODULES)})")
-    module = importlib.import_module(f"{__name__}.{modname}")
-    missing = [a for a in _REQUIRED if not hasattr(module, a)]
+    package = importlib.import_module(f"{__name__}.{info.package}")
+    base: Policy = dataclasses.replace(package.BASE, name=name, kernel=info.kernel, description=info.description)
+    overlays: Mapping[str, Overlay] = package.OVERLAYS
+    missing = [c for c in info.changes if c not in overlays]
     if missing:  # pragma: no cover - a development error
-        raise TypeError(f"policy module {modname} lacks {', '.join(missing)}")
-    p = _cache[name] = Policy(name, module)
+        raise TypeError(f"package {info.package} does not implement change(s) {', '.join(missing)}")
+    p = compose(base, [overlays[c] for c in info.changes])
+    if muts:
+        from . import mutations as mutation_overlays
+        p = compose(p, [mutation_overlays.overlay(m) for m in muts], mutation=True)
+    _built[key] = p
     return p
+
+
+__all__ = ["Policy", "Overlay", "absent", "compose", "rebind", "get_policy", "policy_names", "slot_names",
+           "DEFAULT_POLICY"]
