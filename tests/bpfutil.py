@@ -8,6 +8,7 @@ body that returns STANDIN_RET.
 from __future__ import annotations
 
 from ftlab.model import calls, ftrace
+from ftlab.model.calltable import CallTable, install
 from ftlab.model.catalogue import Catalogue
 from ftlab.model.clients import bpf
 from ftlab.model.flags import FTRACE_OPS_FL as F
@@ -28,8 +29,8 @@ def _standin_body(k: Kernel, ctx: calls.CallContext, addr: object) -> int:
     return STANDIN_RET
 
 
-calls.register_callback(STANDIN_HANDLER, _standin_handler)
-calls.register_code(STANDIN_PREFIX, _standin_body, prefix=True)
+#: The stand-in's entries in a kernel's call table (installed by :func:`standin_live_patch`).
+STANDIN_CALLS = CallTable(callbacks={STANDIN_HANDLER: _standin_handler}, prefixes=((STANDIN_PREFIX, _standin_body),))
 
 
 def small_kernel() -> Kernel:
@@ -38,6 +39,7 @@ def small_kernel() -> Kernel:
 
 def standin_live_patch(k: Kernel, name: str, ops_name: str = "standin_klp") -> tuple[ftrace_ops, int]:
     """Register a live-patch-like ops (IPMODIFY|PERMANENT, dynamic) on ``name``; (ops, result)."""
+    install(k, STANDIN_CALLS)
     ops = ftrace_ops(ops_name, STANDIN_HANDLER, F.IPMODIFY | F.PERMANENT)
     assert ftrace.ftrace_set_filter_ip(k, ops, k.cat.lookup(name)) == 0
     return ops, ftrace.register_ftrace_function(k, ops)

@@ -11,11 +11,13 @@ from ftlab.model.clients import bpf
 from ftlab.model.flags import FTRACE_FL as R
 from ftlab.model.flags import FTRACE_OPS_FL as F
 from ftlab.model.flags import ftrace_ops_cmd
+from ftlab.model.calltable import CallTable, install
 from ftlab.model.kernel import Kernel
 from ftlab.model.locks import mutex_lock, mutex_unlock
 from ftlab.model.ops import ftrace_ops
 
 from bpfutil import STANDIN_RET, prog, small_kernel, standin_live_patch, state, tr_of
+from ftlab import catalogues
 
 SEEN: list[str] = []
 
@@ -24,10 +26,11 @@ def _counter(k: Kernel, ops: ftrace_ops, ctx: CallContext) -> None:
     SEEN.append(ops.name)
 
 
-calls.register_callback("test_counter_func", _counter)
+COUNTER_CALLS = CallTable(callbacks={"test_counter_func": _counter})
 
 
 def counting_ops(k: Kernel, name: str, func: str, flags: int = 0) -> ftrace_ops:
+    install(k, COUNTER_CALLS)
     ops = ftrace_ops(name, "test_counter_func", flags)
     assert ftrace.ftrace_set_filter_ip(k, ops, k.cat.lookup(func)) == 0
     assert ftrace.register_ftrace_function(k, ops) == 0
@@ -147,7 +150,7 @@ def test_fentry_alone_site_calls_the_image_which_returns_into_the_original_body(
 
 
 def test_fexit_alone_on_cmdline_proc_show_image_calls_func_plus_5_and_fexit_sees_its_value():
-    k = Kernel()
+    k = Kernel(catalogues.embedded())
     assert bpf.bpf_attach(k, prog("fx", "fexit", "cmdline_proc_show")) == 0
     image = tr_of(k, "cmdline_proc_show").cur_image.addr
     t = call(k, "cmdline_proc_show")
@@ -179,7 +182,7 @@ def test_a_non_zero_fmod_ret_skips_the_rest_and_the_body_and_fexit_sees_it():
 
 
 def test_a_zero_fmod_ret_lets_the_original_run():
-    k = Kernel()
+    k = Kernel(catalogues.embedded())
     assert bpf.bpf_attach(k, prog("m", "fmod_ret", "security_task_getsid", ret=0)) == 0
     t = call(k, "security_task_getsid", orig_ret=9)
     assert t.programs == ["m"] and t.body == "security_task_getsid" and t.retval == 9
@@ -203,7 +206,7 @@ def assert_shared_fexit_call(k: Kernel, name: str) -> None:
 
 
 def test_fexit_then_live_patch_runs_the_patched_body_through_orig_stack():
-    k = Kernel()
+    k = Kernel(catalogues.embedded())
     assert bpf.bpf_attach(k, prog("fx", "fexit", "cmdline_proc_show")) == 0
     _, ret = standin_live_patch(k, "cmdline_proc_show")  # ENABLE via ops_func
     assert ret == 0
@@ -212,7 +215,7 @@ def test_fexit_then_live_patch_runs_the_patched_body_through_orig_stack():
 
 
 def test_live_patch_then_fexit_runs_the_patched_body_after_the_eagain_retry():
-    k = Kernel()
+    k = Kernel(catalogues.embedded())
     _, ret = standin_live_patch(k, "cmdline_proc_show")
     assert ret == 0
     assert bpf.bpf_attach(k, prog("fx", "fexit", "cmdline_proc_show")) == 0
@@ -273,3 +276,14 @@ def test_a_direct_address_without_an_image_is_a_transparent_trampoline():
     t = call(k, "fb", orig_ret=6)
     assert t.details("site") == ["call unregistered_direct_tramp (direct)"]
     assert "unmodelled" in t.kinds() and t.body == "fb" and t.retval == 6
+
+
+def test_a_kernel_holds_its_own_call_table_and_a_client_adds_to_it_when_it_sets_up():
+    from ftlab.model.clients import livepatch
+    k, other = small_kernel(), small_kernel()
+    assert k.calls.callback("klp_ftrace_handler") is None  # importing a client registers nothing
+    assert livepatch.livepatch_enable(k, "p1", [("fa", 0)]) == 0
+    assert k.calls.callback("klp_ftrace_handler") is livepatch.klp_ftrace_handler
+    assert other.calls.callback("klp_ftrace_handler") is None  # nothing shared between kernels
+    assert call(k, "fa").body == "livepatch_p1:fa"
+    assert k.copy().calls is k.calls  # a frozen value, shared by copies

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 
 from ftlab.errors import InputError, ModelError
-from ftlab.model.catalogue import EMBEDDED_NAME, INVALID_PREFIX, IP_BASE, IP_STRIDE, Catalogue
+from ftlab.catalogues import EMBEDDED_NAME
+from ftlab.model.catalogue import INVALID_PREFIX, IP_BASE, IP_STRIDE, Catalogue
+from ftlab import catalogues
 
 
 @pytest.fixture(scope="module")
 def cat() -> Catalogue:
-    return Catalogue.embedded()
+    return catalogues.embedded()
 
 
 # -- the embedded Debian 6.1.0-56-amd64 catalogue ---------------------------------------------
@@ -40,8 +42,8 @@ def test_embedded_keeps_record_order_of_available_filter_functions(cat: Catalogu
 
 
 def test_embedded_is_parsed_once_but_parse_embedded_is_fresh(cat: Catalogue) -> None:
-    assert Catalogue.embedded() is cat
-    fresh = Catalogue.parse_embedded()
+    assert catalogues.embedded() is cat
+    fresh = catalogues.parse_embedded()
     assert fresh is not cat
     assert fresh.names == cat.names
 
@@ -122,7 +124,7 @@ def test_derived_data_is_built_once_per_catalogue() -> None:
 def test_load_plain_file_strips_module_suffix_and_blank_lines(tmp_path: Path) -> None:
     p = tmp_path / "aff"
     p.write_text("foo\n\nbar\nbaz [ext4]\nfoo\n")
-    c = Catalogue.from_file(p)
+    c = catalogues.from_file(p)
     assert c.names == ("foo", "bar", "baz", "foo")
     assert c.source == str(p)
     assert c.indices("foo") == (0, 3)
@@ -131,7 +133,7 @@ def test_load_plain_file_strips_module_suffix_and_blank_lines(tmp_path: Path) ->
 def test_load_gzip_file(tmp_path: Path, cat: Catalogue) -> None:
     p = tmp_path / "aff.gz"
     p.write_bytes(gzip.compress("\n".join(cat.names).encode()))
-    c = Catalogue.from_file(p)
+    c = catalogues.from_file(p)
     assert c.names == cat.names
     assert len(c.invalid) == 597
 
@@ -140,26 +142,26 @@ def test_empty_file_is_input_error_naming_the_file(tmp_path: Path) -> None:
     p = tmp_path / "empty"
     p.write_text("\n \n")
     with pytest.raises(InputError, match="empty catalogue") as e:
-        Catalogue.from_file(p)
+        catalogues.from_file(p)
     assert e.value.where == str(p)
 
 
 def test_directory_is_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="directory") as e:
-        Catalogue.from_file(tmp_path)
+        catalogues.from_file(tmp_path)
     assert e.value.where == str(tmp_path)
 
 
 def test_missing_file_is_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot read"):
-        Catalogue.from_file(tmp_path / "nope")
+        catalogues.from_file(tmp_path / "nope")
 
 
 def test_malformed_line_is_input_error_with_file_and_line(tmp_path: Path) -> None:
     p = tmp_path / "bad"
     p.write_text("foo\nbar\nnot a symbol\n")
     with pytest.raises(InputError) as e:
-        Catalogue.from_file(p)
+        catalogues.from_file(p)
     assert e.value.where == f"{p}:3"
     assert str(e.value).startswith(f"{p}:3: ")
     assert "\n" not in str(e.value)
@@ -175,14 +177,14 @@ def test_corrupt_gzip_is_input_error(tmp_path: Path, data: bytes) -> None:
     p = tmp_path / "bad.gz"
     p.write_bytes(data)
     with pytest.raises(InputError):
-        Catalogue.from_file(p)
+        catalogues.from_file(p)
 
 
 def test_binary_file_is_input_error(tmp_path: Path) -> None:
     p = tmp_path / "bin"
     p.write_bytes(b"foo\n\xff\xfe\n")
     with pytest.raises(InputError, match="UTF-8"):
-        Catalogue.from_file(p)
+        catalogues.from_file(p)
 
 
 def test_copies_share_the_immutable_catalogue(cat: Catalogue) -> None:

@@ -24,6 +24,7 @@ from ftlab.model.policies import seed_v2
 
 from bpfutil import prog, small_kernel, standin_live_patch, state, tr_of
 from kutil import overlay
+from ftlab import catalogues
 
 ENABLE = ftrace_ops_cmd.FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY
 DISABLE = ftrace_ops_cmd.FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY
@@ -197,7 +198,7 @@ def test_fmod_ret_on_a_non_security_function_is_einval_and_changes_nothing():
 
 
 def test_fmod_ret_on_security_task_getsid_of_the_debian_catalogue_is_accepted():
-    k = Kernel()
+    k = Kernel(catalogues.embedded())
     assert bpf.bpf_attach(k, prog("m", "fmod_ret", "security_task_getsid", ret=-1)) == 0
     assert bpf.bpf_attach(k, prog("m2", "fmod_ret", "cmdline_proc_show")) == -Errno.EINVAL
     assert k.locks == {}
@@ -394,7 +395,7 @@ def test_kernel_copy_deep_copies_trampolines_with_their_back_references():
 
 
 def test_fexit_alone_on_cmdline_proc_show_prints_the_line_observed_on_debian_6_1():
-    k = Kernel(policy="seed-v2")
+    k = Kernel(catalogues.embedded(), policy="seed-v2")
     assert bpf.bpf_attach(k, prog("fx", "fexit", "cmdline_proc_show")) == 0
     key = tr_of(k, "cmdline_proc_show").key
     assert views.enabled_functions(k) == (
@@ -403,7 +404,7 @@ def test_fexit_alone_on_cmdline_proc_show_prints_the_line_observed_on_debian_6_1
 
 
 def test_fexit_then_live_patch_prints_the_count_2_line_observed_on_debian_6_1():
-    k = Kernel()
+    k = Kernel(catalogues.embedded())
     assert bpf.bpf_attach(k, prog("fx", "fexit", "cmdline_proc_show")) == 0
     _, ret = standin_live_patch(k, "cmdline_proc_show")
     assert ret == 0

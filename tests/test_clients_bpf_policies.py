@@ -32,6 +32,7 @@ from ftlab.model.policies import linux_5_18, linux_6_1, merged, seed_v2
 
 from bpfutil import NAMES, STANDIN_RET, prog, standin_live_patch, state, tr_of
 from kutil import overlay, spy
+from ftlab import catalogues
 
 POLICIES = ["linux-5.18", "seed-v2", "linux-6.1"]
 MODULES = {"linux-5.18": linux_5_18, "seed-v2": seed_v2, "linux-6.1": linux_6_1}
@@ -211,7 +212,7 @@ def test_image_names_per_version(policy, names):
                   "(call_direct_funcs+0x0/0x30)"),  # the line observed on Debian 6.1.0-56
 ])
 def test_fexit_alone_enabled_functions_line_per_version(policy, line):
-    k = Kernel(policy=policy)
+    k = Kernel(catalogues.embedded(), policy=policy)
     assert attach(k, "fx", "fexit", "cmdline_proc_show") == 0
     key = tr_of(k, "cmdline_proc_show").key
     sym = f"bpf_trampoline_{key}" + ("" if policy == "linux-6.1" else "_0")

@@ -22,6 +22,7 @@ from ftlab.model.kernel import Kernel
 
 from clientutil import (EAGAIN, EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, LAYOUTS, TAGS, Run,
                         assert_quiet, full_key, init_clients, run_orders, small_kernel)
+from ftlab import catalogues
 
 OBS_KLP = ("cmdline_proc_show (1)   I  \ttramp: ADDR (klp_ftrace_handler+0x0/0x110) "
            "->klp_ftrace_handler+0x0/0x110")
@@ -63,7 +64,7 @@ def test_klp_enable_patch_is_enodev_without_have_livepatch():
 
 
 def test_enabled_functions_for_a_live_patch_alone_matches_the_real_kernel():
-    k = init_clients(Kernel())
+    k = init_clients(Kernel(catalogues.embedded()))
     run = Run(k)
     run(lp.livepatch_enable, "livepatch_cmdline", ["cmdline_proc_show"])
     text = views.normalize_addresses(views.enabled_functions(k))

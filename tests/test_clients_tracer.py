@@ -16,6 +16,7 @@ from ftlab.model.kernel import Kernel
 
 from clientutil import (EINVAL, ENODEV, LAYOUTS, TAGS, Run, assert_quiet, init_clients, run_orders,
                         small_kernel)
+from ftlab import catalogues
 
 ALL = "#### all functions enabled ####\n"
 NONE_DISABLED = "#### no functions disabled ####\n"
@@ -48,7 +49,7 @@ def test_function_tracer_registers_global_ops_not_dynamic():
 
 @pytest.mark.slow
 def test_empty_filter_traces_every_record_but_the_disabled_weak_ones_of_the_real_catalogue():
-    k = init_clients(Kernel())
+    k = init_clients(Kernel(catalogues.embedded()))
     assert len(k.cat) == 38252 and len(k.cat.invalid) == 597
     assert t.current_tracer(k, "function") == 0
     recs = list(k.enabled_records())

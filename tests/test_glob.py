@@ -26,13 +26,14 @@ from ftlab.model.glob import (
     simple_strtoul,
     trace_get_user_tokens,
 )
+from ftlab import catalogues
 
 R = RegexType
 
 
 @pytest.fixture(scope="module")
 def cat() -> Catalogue:
-    return Catalogue.embedded()
+    return catalogues.embedded()
 
 
 def names(cat: Catalogue, token: str) -> list[str]:

@@ -18,6 +18,7 @@ from ftlab.model.invariants import BY_NAME, INVARIANTS, check_all
 from ftlab.model.ops import ftrace_ops
 
 from clientutil import Run, TAGS, run_orders, small_kernel
+from ftlab import catalogues
 
 
 def one(k, name: str) -> list[str]:
@@ -226,7 +227,7 @@ def test_the_embedded_catalogue_supports_the_checks():
 
     from clientutil import init_clients
 
-    k = init_clients(Kernel())
+    k = init_clients(Kernel(catalogues.embedded()))
     run = Run(k)
     run(tracer.current_tracer, "function")
     run(lp.livepatch_enable, "livepatch_cmdline", ["cmdline_proc_show"])

@@ -18,6 +18,7 @@ from ftlab.model.kernel import Kernel
 from ftlab.preflight import preflight, reconstruct, load_snapshot
 from ftlab.scenario.loader import load_scenario_text
 from ftlab.scenario.runner import run_scenario
+from ftlab import catalogues
 
 TEXT = "foo\nbar\ndup\ndup\nfoo [nfs]\nonly_nfs [nfs]\ndup [nfs]\nfoo [xfs]\nonly_two [nfs]\nonly_two [xfs]\n"
 
@@ -213,7 +214,7 @@ def test_mod_command_cannot_name_a_module_whose_name_starts_with_a_digit() -> No
 # -- the oracle's guest catalogue and generated modules ---------------------------------------------
 def test_oracle_guest_catalogue_is_embedded_then_the_guest_modules() -> None:
     from ftlab.oracle.install import GUEST_MODULES
-    emb, guest = Catalogue.embedded(), Catalogue.oracle_guest()
+    emb, guest = catalogues.embedded(), catalogues.oracle_guest()
     assert guest.names[:len(emb)] == emb.names and guest.module_of(len(emb) - 1) is None
     mods = [guest.module_of(i) for i in range(len(emb), len(guest))]
     assert list(dict.fromkeys(mods)) == list(GUEST_MODULES)          # the guest's load order
@@ -235,7 +236,7 @@ def test_oracle_reports_module_records_by_their_heads() -> None:
         "kernel: {catalogue: oracle-guest}\nsteps:\n  - {kprobe: add, target: '9p:v9fs_statfs'}\n"
         "  - {call: cmdline_proc_show}\n", "s.yaml")
     assert touched_functions(scenario) == ["v9fs_statfs [9p]", "cmdline_proc_show"]
-    k = Kernel(Catalogue.oracle_guest(), policy="linux-6.1")
+    k = Kernel(catalogues.oracle_guest(), policy="linux-6.1")
     assert kprobes.register_kprobe(k, "9p:v9fs_statfs") == 0
     assert views.enabled_functions(k, {"v9fs_statfs [9p]"}).startswith("v9fs_statfs [9p] (1) R")
     assert views.enabled_functions(k, {"v9fs_statfs"}) == ""

@@ -9,6 +9,7 @@ from ftlab.model.flags import FTRACE_REF_MAX, FTRACE_REF_MAX_SHIFT, ftrace_rec_c
 from ftlab.model.kernel import Kernel
 
 from kutil import F, R, flags_of, ftrace_ops, ip, ipmodify_ops, plain_ops, small_kernel
+from ftlab import catalogues
 
 
 def test_flag_layout_matches_include_linux_ftrace_h():
@@ -88,7 +89,7 @@ def test_duplicate_names_are_distinct_records():
 
 
 def test_global_ops_counts_every_valid_record_and_skips_disabled_invalid_ones():
-    k = Kernel()  # the embedded 38,252-record Debian 6.1 catalogue
+    k = Kernel(catalogues.embedded())  # the embedded 38,252-record Debian 6.1 catalogue
     ops = ftrace_ops("global_ops", "function_trace_call", 0, core_data=True)
     assert ftrace.register_ftrace_function(k, ops) == 0
     invalid = k.cat.invalid

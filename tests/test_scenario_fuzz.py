@@ -33,6 +33,7 @@ from ftlab.model.errno import parse_errno
 from ftlab.scenario.schema import Scenario
 
 from test_cli_catalogue import FTLAB
+from ftlab import catalogues
 
 FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 #: FTLAB_FUZZ_SCALE=10 runs ten times as many examples (a longer local soak; CI runs scale 1).
@@ -46,7 +47,7 @@ def examples(n: int) -> int:
 ERROR_LINE = re.compile(r"^ftlab: (?P<file>.+?):(?P<line>[0-9]+): (?P<what>\S.*)\n$")
 WORKDIR = tempfile.mkdtemp(prefix="ftlab-fuzz-")
 atexit.register(shutil.rmtree, WORKDIR, True)
-CAT = Catalogue.embedded()
+CAT = catalogues.embedded()
 SCENARIO_SCHEMA = Scenario.model_json_schema()
 
 

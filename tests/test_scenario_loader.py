@@ -20,8 +20,9 @@ from ftlab.scenario import loader
 from ftlab.scenario import load_scenario, load_scenario_text
 from ftlab.scenario.runner import check_names
 from ftlab.scenario.schema import BpfStep, CallStep, LivepatchStep
+from ftlab import catalogues
 
-CAT = Catalogue.embedded()
+CAT = catalogues.embedded()
 
 
 def error_of(text: str, source: str = "f.yaml") -> tuple[int, str]:

@@ -6,6 +6,7 @@ from ftlab.model import direct, ftrace, views
 from ftlab.model.kernel import Kernel
 
 from kutil import F, SharingOwner, ftrace_ops
+from ftlab import catalogues
 
 # Observed on Debian 6.1.0-56 (shared/reference/real-kernel-oracle.md), first line of each entry.
 OBS_FEXIT = "cmdline_proc_show (1) R   D\ttramp: ftrace_regs_caller+0x0/0x58 (call_direct_funcs+0x0/0x30)"
@@ -34,7 +35,7 @@ def first_lines(text: str) -> list[str]:
 
 
 def test_enabled_functions_bpf_alone_then_live_patch_match_the_real_kernel():
-    k = Kernel()
+    k = Kernel(catalogues.embedded())
     ip = k.cat.lookup("cmdline_proc_show")
     _bpf(k, ip)
     text = views.enabled_functions(k)
@@ -45,20 +46,20 @@ def test_enabled_functions_bpf_alone_then_live_patch_match_the_real_kernel():
 
 
 def test_enabled_functions_live_patch_alone_matches_the_real_kernel_modulo_address():
-    k = Kernel()
+    k = Kernel(catalogues.embedded())
     assert ftrace.register_ftrace_function(k, _klp(k, k.cat.lookup("cmdline_proc_show"))) == 0
     assert first_lines(views.enabled_functions(k)) == [views.normalize_addresses(OBS_KLP)]
 
 
 def test_enabled_functions_is_empty_once_ftrace_is_dead():
-    k = Kernel()
+    k = Kernel(catalogues.embedded())
     assert ftrace.register_ftrace_function(k, _klp(k, k.cat.lookup("cmdline_proc_show"))) == 0
     ftrace.ftrace_kill(k)
     assert views.enabled_functions(k) == ""
 
 
 def test_set_ftrace_filter_view_and_ops_list():
-    k = Kernel()
+    k = Kernel(catalogues.embedded())
     ops = ftrace_ops("t", "function_trace_call")
     ftrace.ftrace_ops_init(k, ops)
     assert views.set_ftrace_filter(k, ops) == "#### all functions enabled ####\n"

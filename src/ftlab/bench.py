@@ -1,7 +1,7 @@
 """Micro-benchmarks of ftlab's hot paths (``ftlab bench``). They print figures and never assert.
 
 A benchmark is a named callable with no arguments; its wall time is what is measured. Each one is
-run once untimed first (warm-up: fills caches such as ``Catalogue.embedded()``), then ``runs``
+run once untimed first (warm-up: fills caches such as ``catalogues.embedded()``), then ``runs``
 times; the median, minimum and maximum are reported in seconds. Register one with::
 
     @register_benchmark("register_ftrace_function, 1 ops")
@@ -24,6 +24,7 @@ from typing import TypeVar
 from .model.catalogue import Catalogue
 from .model.glob import match_records
 from .model.policies.registry import SEED_POLICY
+from . import catalogues
 
 #: Timed runs per benchmark (``--quick``: :data:`QUICK_RUNS`).
 RUNS = 15
@@ -118,13 +119,13 @@ def format_results(results: list[BenchResult]) -> str:
 # ---------------------------------------------------------------------------------------------
 @register_benchmark("catalogue load, embedded (cold parse)")
 def _bench_catalogue_load() -> None:
-    Catalogue.parse_embedded()
+    catalogues.parse_embedded()
 
 
 def _register_glob(token: str) -> None:
     @register_benchmark(f"match_records {token!r}, embedded")
     def _bench() -> None:
-        match_records(Catalogue.embedded(), token)
+        match_records(catalogues.embedded(), token)
 
 
 for _token in ("*", "vfs_*", "*_proc_show", "security_*"):
@@ -150,7 +151,7 @@ def _one_function_cycle(cat: Catalogue) -> None:
 
 @functools.lru_cache(maxsize=1)
 def _catalogue_1k() -> Catalogue:
-    emb = Catalogue.embedded()
+    emb = catalogues.embedded()
     return Catalogue(emb.names[:1000], "first 1,000 records of the embedded catalogue")
 
 
@@ -160,7 +161,7 @@ _REG_1K = "register+unregister 1-function ops x20, 1k records"
 
 @register_benchmark(_REG_38K)
 def _bench_register_38k() -> None:
-    _one_function_cycle(Catalogue.embedded())
+    _one_function_cycle(catalogues.embedded())
 
 
 @register_benchmark(_REG_1K)
@@ -177,7 +178,7 @@ def _bench_global_ops() -> None:
     from .model.kernel import Kernel
     from .model.ops import ftrace_ops
 
-    k = Kernel(Catalogue.embedded(), policy=SEED_POLICY)
+    k = Kernel(catalogues.embedded(), policy=SEED_POLICY)
     ops = ftrace_ops("global_ops", "function_trace_call", 0, core_data=True)
     ftrace.register_ftrace_function(k, ops)
     ftrace.unregister_ftrace_function(k, ops)
@@ -195,7 +196,7 @@ def _populated_kernel():  # type: ignore[no-untyped-def]
     from .model.kernel import Kernel
     from .model.ops import ftrace_ops
 
-    k = Kernel(Catalogue.embedded(), policy=SEED_POLICY)
+    k = Kernel(catalogues.embedded(), policy=SEED_POLICY)
     ip = k.cat.lookup("cmdline_proc_show")
     d = ftrace_ops("bpf", None, F.SHARE_IPMODIFY)
     ftrace.ftrace_set_filter_ip(k, d, ip)

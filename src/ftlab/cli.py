@@ -43,6 +43,7 @@ from typing import Any
 
 from .errors import InputError, ModelError
 from .model.catalogue import Catalogue
+from . import catalogues
 
 #: Version of the JSON documents printed with ``--json``.
 JSON_FORMAT = 1
@@ -117,12 +118,12 @@ def load_catalogue(args: argparse.Namespace) -> Catalogue:
     """The catalogue named by ``--catalogue`` (InputError if unusable), else the embedded one."""
     path = getattr(args, "catalogue", None)
     if path is None:
-        return Catalogue.embedded()
+        return catalogues.embedded()
     if path == "":
         raise InputError("empty path", "--catalogue")
     if path == "oracle-guest" and not os.path.exists(path):
-        return Catalogue.oracle_guest()
-    return Catalogue.from_file(path)
+        return catalogues.oracle_guest()
+    return catalogues.from_file(path)
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

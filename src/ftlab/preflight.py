@@ -49,6 +49,7 @@ from .model.policies.registry import POLICIES, policy_names
 from .scenario.runner import _Run, describe_step, body_label, record_changes, ref_indices
 from .scenario.schema import (BpfStep, CallStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, OpsStep,
                               TracerStep, TransitionStep)
+from . import catalogues
 
 SNAPSHOT_FORMAT = 1
 PREFLIGHT_FORMAT = 1
@@ -94,7 +95,7 @@ def _catalogue(doc: dict[str, Any], path: str, notes: list[str]) -> Catalogue:
     if "error" in aff:
         notes.append(f"the snapshot could not read available_filter_functions ({aff['error']}): "
                      "using the embedded Debian 6.1.0-56-amd64 catalogue instead")
-        return Catalogue.embedded()
+        return catalogues.embedded()
     if aff.get("encoding") == "gzip+base64":
         try:
             text = gzip.decompress(base64.b64decode(str(aff.get("data", "")), validate=True)).decode()

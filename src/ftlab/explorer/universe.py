@@ -37,6 +37,7 @@ from ..model.policies import get_policy
 from ..scenario.runner import _Run
 from ..scenario.schema import DEFAULT_POLICY, ArchName, PolicyName, BpfStep, CallStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, OpsStep, TracerStep
 from .checker import Property
+from .. import catalogues
 
 
 class _Strict(BaseModel):
@@ -198,7 +199,7 @@ class FtraceModel:
         self.policy = policy or spec.policy
         self.mutations = frozenset(mutations)
         if spec.catalogue == "embedded":
-            self.cat = Catalogue.embedded()
+            self.cat = catalogues.embedded()
             for f in spec.functions:
                 if not self.cat.indices(f):
                     raise InputError(f"unknown function {f!r} (not in catalogue {self.cat.source})", "functions")

@@ -80,7 +80,8 @@ from typing import TYPE_CHECKING, Iterator
 
 from ..errors import InputError, KernelOops, ModelError
 from ._copy import fast_deepcopy
-from .calls import CallContext, addr_str, register_code, run_body
+from .calls import CallContext, addr_str, run_body
+from .calltable import CallTable, install
 from .errno import Errno
 from .locks import mutex_is_locked, mutex_lock, mutex_unlock
 from .ops import Addr, ftrace_ops
@@ -265,6 +266,7 @@ def bpf_state(k: "Kernel") -> BpfState:
     st: BpfState | None = k.subsys.get("bpf")
     if st is None:
         st = k.subsys["bpf"] = BpfState()
+        install(k, CALLS)
     return st
 
 
@@ -611,4 +613,5 @@ def _flag_names(k: "Kernel", flags: int) -> str:
     return "|".join(names) if names else "0"
 
 
-register_code(IMAGE_PREFIX, run_bpf_trampoline, prefix=True)
+#: What the BPF trampoline core adds to a kernel's call table: the code of its images.
+CALLS = CallTable(prefixes=((IMAGE_PREFIX, run_bpf_trampoline),))

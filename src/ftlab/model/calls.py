@@ -5,13 +5,14 @@ through regs->ip / orig_ax), kernel/trace/ftrace.c (__ftrace_ops_list_func, ftra
 call_direct_funcs, ftrace_ops_assist_func), arch/x86/kernel/ftrace.c (per-ops trampolines),
 arch/x86/net/bpf_jit_comp.c (arch_prepare_bpf_trampoline). See the facts sheet §7.
 
-Clients plug their behaviour in through two registries, so that this module never imports a
-client:
+Clients plug their behaviour in through the kernel's call table (``k.calls``, a
+:class:`~ftlab.model.calltable.CallTable` each client adds its entries to when it first sets up
+its state), so that this module never imports a client:
 
-* :func:`register_callback` -- what an ``ftrace_ops->func`` does when called
-  (``klp_ftrace_handler`` sets regs->ip, ``call_direct_funcs`` sets orig_ax, ...);
-* :func:`register_code` -- what runs at a code address that is not an ftrace entry point
-  (a BPF trampoline image, a live patch's new function, a direct-call sample trampoline).
+* callbacks -- what an ``ftrace_ops->func`` does when called (``klp_ftrace_handler`` sets
+  regs->ip, ...); the core's own (``call_direct_funcs`` sets orig_ax) are in :data:`CORE_CALLS`;
+* code -- what runs at a code address that is not an ftrace entry point (a BPF trampoline
+  image, a live patch's new function, a direct-call sample trampoline).
 
 Events are plain tuples ``(kind, detail)`` collected in :class:`CallContext.trace`.
 
@@ -57,6 +58,7 @@ from .ftrace import (FTRACE_ADDR, FTRACE_OPS_ASSIST_FUNC, FTRACE_OPS_LIST_FUNC, 
                      FTRACE_STUB, FTRACE_WARN_ON, ftrace_find_rec_direct,
                      ftrace_find_tramp_ops_curr, ftrace_get_addr_curr, ftrace_ops_get_func,
                      ftrace_ops_test)
+from .calltable import Callback, CallTable, Code
 from .kernel import Event, Kernel
 from .ops import Addr, ftrace_ops
 
@@ -101,47 +103,9 @@ class CallContext:
         self.trace.append((kind, detail))
 
 
-#: ftrace_ops->func name -> behaviour(k, ops, ctx)
-Callback = Callable[[Kernel, ftrace_ops, CallContext], None]
-#: code address (or address prefix) -> behaviour(k, ctx, addr) returning the value that reaches
-#: the traced function's caller (see the module docstring for ret_addr)
-Code = Callable[[Kernel, CallContext, Addr], int]
-
-CALLBACKS: dict[str, Callback] = {}
-CODE: dict[str, Code] = {}
-CODE_PREFIXES: list[tuple[str, Code]] = []
-
-
-def register_callback(func_name: str, fn: Callback) -> None:
-    """Declare what the ftrace_ops callback ``func_name`` does when ftrace calls it."""
-    CALLBACKS[func_name] = fn
-
-
-def register_code(addr: str, fn: Code, prefix: bool = False) -> None:
-    """Declare what runs at code address ``addr`` (or every address starting with it).
-
-    Registering a prefix again replaces the earlier registration of that prefix.
-    """
-    if prefix:
-        for i, (p, _) in enumerate(CODE_PREFIXES):
-            if p == addr:
-                CODE_PREFIXES[i] = (addr, fn)
-                return
-        CODE_PREFIXES.append((addr, fn))
-    else:
-        CODE[addr] = fn
-
-
-def lookup_code(addr: Addr) -> Code | None:
-    """The behaviour registered for code address ``addr``, if any."""
-    if isinstance(addr, str):
-        fn = CODE.get(addr)
-        if fn is not None:
-            return fn
-        for p, fn in CODE_PREFIXES:
-            if addr.startswith(p):
-                return fn
-    return None
+def lookup_code(k: Kernel, addr: Addr) -> Code | None:
+    """The behaviour ``k``'s call table has for code address ``addr``, if any."""
+    return k.calls.code_at(addr)
 
 
 def addr_str(addr: Addr | None) -> str:
@@ -202,7 +166,7 @@ def run_body(k: Kernel, ctx: CallContext, addr: Addr) -> int:
         ctx.body = addr
         ctx.emit("body", f"{addr} (original) returns {ctx.orig_ret}")
         return ctx.orig_ret
-    fn = lookup_code(addr)
+    fn = lookup_code(k, addr)
     ctx.body = addr
     if fn is None:
         ctx.emit("unmodelled", f"no code registered at {addr_str(addr)}; returns 0")
@@ -218,7 +182,7 @@ def run_code(k: Kernel, ctx: CallContext, addr: Addr, ret_addr: Addr) -> int:
     Unknown code is treated as a transparent trampoline: it returns into ``ret_addr``.
     """
     ctx.ret_addr = ret_addr
-    fn = lookup_code(addr)
+    fn = lookup_code(k, addr)
     if fn is None:
         ctx.emit("unmodelled", f"no code registered at {addr_str(addr)}; returns to {addr_str(ret_addr)}")
         return run_body(k, ctx, ret_addr)
@@ -237,7 +201,7 @@ def call_ops_func(k: Kernel, ops: ftrace_ops, func: Addr | None, ctx: CallContex
     ctx.emit("callback", f"{ops.name}: {addr_str(func)}")
     if func == FTRACE_STUB:
         return
-    fn = CALLBACKS.get(func) if isinstance(func, str) else None
+    fn = CORE_CALLS.callback(func) or k.calls.callback(func)
     if fn is None:
         ctx.emit("unmodelled", f"callback {addr_str(func)} has no behaviour registered")
         return
@@ -280,7 +244,8 @@ def call_direct_funcs(k: Kernel, ops: ftrace_ops, ctx: CallContext) -> None:
     ctx.emit("orig_ax", addr_str(addr))
 
 
-register_callback("call_direct_funcs", call_direct_funcs)
+#: The callbacks of the ftrace core itself.
+CORE_CALLS = CallTable(callbacks={"call_direct_funcs": call_direct_funcs})
 
 
 def ftrace_caller(k: Kernel, ctx: CallContext, regs_caller: bool) -> int:
@@ -379,6 +344,5 @@ def call_pure(k: Kernel, name: str, sympos: int = 0, *, orig_ret: int = 0) -> Ca
         k._warned_once = warned
 
 
-__all__ = ["Regs", "CallContext", "CallTrace", "Callback", "Code", "CALLBACKS", "CODE", "CODE_PREFIXES",
-           "register_callback", "register_code", "lookup_code", "run_body", "run_code", "call", "call_pure",
+__all__ = ["Regs", "CallContext", "CallTrace", "Callback", "Code", "CallTable", "CORE_CALLS", "lookup_code", "run_body", "run_code", "call", "call_pure",
            "call_direct_funcs", "ftrace_caller", "ops_trampoline", "call_ops_func", "addr_str", "NOP"]

@@ -11,15 +11,14 @@ A module function is named ``module:name`` where a name must pick one object, as
 (module_kallsyms_lookup_name) and kprobe_events do; a plain name means vmlinux's function when
 vmlinux has one (klp_object with a NULL name, vmlinux BTF first), else a module's. Filters match
 plain names in every object (ftrace_match_record compares the symbol only).
+
+The model takes records: a catalogue is built from names (:meth:`Catalogue.synthetic`) or from
+a file's text (:meth:`Catalogue.from_text`); reading files, and the catalogues shipped with
+ftlab, are the shell's (:mod:`ftlab.catalogues`).
 """
 
 from __future__ import annotations
 
-import functools
-import gzip
-import os
-import zlib
-from importlib import resources
 from typing import Callable, Iterable, Sequence, TypeVar
 
 from ..errors import InputError, ModelError
@@ -33,13 +32,6 @@ IP_BASE = 0xFFFFFFFF81000000
 IP_STRIDE = 0x40
 #: Prefix of records of discarded weak functions (kernel/trace/ftrace.c: FTRACE_INVALID_FUNCTION).
 INVALID_PREFIX = "__ftrace_invalid_address___"
-#: The embedded default: Debian 12's linux-image-6.1.0-56-amd64 (6.1.192-2), vmlinux records only.
-EMBEDDED_NAME = "debian-6.1.0-56-amd64"
-_EMBEDDED_FILE = f"{EMBEDDED_NAME}.available_filter_functions.gz"
-#: The oracle guest's catalogue: the embedded one plus the records of the modules the guest's
-#: initramfs loads (virtio, 9p: ftlab.oracle.install.GUEST_MODULES), as that guest lists them.
-ORACLE_GUEST_NAME = "oracle-guest"
-_GUEST_MODULES_FILE = "oracle-guest-modules.available_filter_functions.gz"
 
 
 class Catalogue:
@@ -125,54 +117,6 @@ class Catalogue:
         if not names:
             raise InputError("empty catalogue (no function names)", source)
         return cls(names, source, modules)
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> "Catalogue":
-        """Load another kernel's ``available_filter_functions`` (plain or ``.gz``)."""
-        p = os.fspath(path)
-        if os.path.isdir(p):
-            raise InputError("is a directory, not a catalogue file", p)
-        try:
-            with open(p, "rb") as f:
-                raw = f.read()
-        except OSError as e:
-            raise InputError(f"cannot read catalogue: {e.strerror}", p) from None
-        if raw[:2] == b"\x1f\x8b":
-            try:
-                raw = gzip.decompress(raw)
-            except (OSError, EOFError, zlib.error) as e:
-                raise InputError(f"corrupt gzip file: {e}", p) from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise InputError(f"not a text file (byte {e.start} is not UTF-8)", p) from None
-        return cls.from_text(text, p)
-
-    @staticmethod
-    @functools.lru_cache(maxsize=1)
-    def embedded() -> "Catalogue":
-        """The embedded default catalogue (38,252 records of Debian's 6.1.0-56-amd64), parsed once."""
-        return Catalogue.parse_embedded()
-
-    @staticmethod
-    @functools.lru_cache(maxsize=1)
-    def oracle_guest() -> "Catalogue":
-        """The embedded catalogue followed by the oracle guest's module records (``name
-        [module]``, in the guest's order): what available_filter_functions lists in that guest,
-        but for the modules a scenario loads itself (live patches, kprobe and direct-call
-        modules), whose own records only a filter on every function would meet."""
-        emb = Catalogue.embedded()
-        text = gzip.decompress(resources.files("ftlab.data").joinpath(_GUEST_MODULES_FILE).read_bytes()).decode()
-        mods = Catalogue.from_text(text, _GUEST_MODULES_FILE)
-        assert mods.modules is not None
-        return Catalogue(emb.names + mods.names, ORACLE_GUEST_NAME,
-                         (None,) * len(emb.names) + mods.modules)
-
-    @staticmethod
-    def parse_embedded() -> "Catalogue":
-        """A freshly parsed copy of the embedded catalogue (uncached; :meth:`embedded` caches it)."""
-        data = resources.files("ftlab.data").joinpath(_EMBEDDED_FILE).read_bytes()
-        return Catalogue(gzip.decompress(data).decode("utf-8").split(), EMBEDDED_NAME)
 
     # -- records -------------------------------------------------------------------------------
     def __len__(self) -> int:

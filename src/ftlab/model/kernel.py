@@ -19,6 +19,7 @@ from typing import Any, Iterator, NamedTuple
 
 from ._copy import clone
 from .arch import ArchProfile, get_arch
+from .calltable import CallTable
 from .catalogue import Catalogue
 from .flags import FTRACE_FL, ftrace_rec_count
 from .locks import SEQUENTIAL
@@ -71,15 +72,15 @@ def _idle_key(obj: Any) -> Any:
 class Kernel:
     """One modelled kernel instance.
 
-    ``Kernel()`` uses the embedded Debian 6.1 catalogue and the registry's default policy
-    (:data:`ftlab.model.policies.registry.DEFAULT_POLICY`); pass
-    ``catalogue=Catalogue.synthetic([...])`` for small models and ``policy=`` for another
-    kernel's rules (a name, or a :class:`~ftlab.model.policies.Policy`, e.g. with mutations).
+    ``Kernel(catalogue)`` takes the records (``Catalogue.synthetic([...])`` for small models;
+    the shipped catalogues are :mod:`ftlab.catalogues`') and the registry's default policy
+    (:data:`ftlab.model.policies.registry.DEFAULT_POLICY`); ``policy=`` another kernel's rules
+    (a name, or a :class:`~ftlab.model.policies.Policy`, e.g. with mutations).
     """
 
-    def __init__(self, catalogue: Catalogue | None = None, policy: str | Policy | None = None,
+    def __init__(self, catalogue: Catalogue, policy: str | Policy | None = None,
                  arch: str | ArchProfile = "x86_64") -> None:
-        self.cat = catalogue if catalogue is not None else Catalogue.embedded()
+        self.cat = catalogue
         self.policy: Policy = policy if isinstance(policy, Policy) else get_policy(policy)
         self.arch: ArchProfile = get_arch(arch)
         self.recs: dict[int, int] = {}
@@ -103,6 +104,9 @@ class Kernel:
         self.statics: dict[str, Any] = {}
         #: Client subsystems attach their global state here (klp, bpf, kprobes, tracer).
         self.subsys: dict[str, Any] = {}
+        #: What ops callbacks and code addresses do when called: each client adds its own when
+        #: it sets up its state (:mod:`ftlab.model.calltable`).
+        self.calls: CallTable = CallTable()
 
     # -- records -------------------------------------------------------------------------------
     def rec_index(self, ip: int) -> int:
@@ -171,7 +175,7 @@ class Kernel:
         d = clone
         for name, value in self.__dict__.items():
             if name in ("cat", "policy", "arch", "sched", "current", "ftrace_trace_function",
-                        "saved_ftrace_func"):
+                        "saved_ftrace_func", "calls"):
                 setattr(new, name, value)
             elif name in ("recs", "direct_functions", "locks", "trampolines"):
                 setattr(new, name, dict(value))

@@ -25,6 +25,7 @@ from ..model.kernel import Kernel
 from ..model.policies import get_policy
 from .schema import (BpfStep, CallStep, ConcurrentStep, DirectStep, Expect, FuncRef, KernelSpec, KprobeStep, LivepatchStep, OpsStep,
                      Scenario, ShowStep, TracerStep, TransitionStep)
+from .. import catalogues
 
 Path_ = tuple[Any, ...]
 
@@ -86,12 +87,12 @@ def build_kernel(spec: KernelSpec, source: str, lines: dict[Path_, int], policy:
         except InputError as e:
             raise InputError(e.message, where) from None
     elif cat_spec == "embedded":
-        cat = Catalogue.embedded()
+        cat = catalogues.embedded()
     elif cat_spec == "oracle-guest":
-        cat = Catalogue.oracle_guest()
+        cat = catalogues.oracle_guest()
     else:
         try:
-            cat = Catalogue.from_file(cat_spec)
+            cat = catalogues.from_file(cat_spec)
         except InputError as e:  # point at the scenario's line; the message keeps the catalogue's place
             raise InputError(f"kernel.catalogue: {e}", where) from None
     return Kernel(cat, policy=get_policy(policy or spec.policy, spec.mutations), arch=arch or spec.arch)

@@ -28,7 +28,8 @@ from typing import Sequence
 
 from ...errors import InputError
 from .._copy import fast_deepcopy
-from ..calls import CallContext, register_code, run_body
+from ..calls import CallContext, run_body
+from ..calltable import CallTable, install
 from ..direct import (modify_ftrace_direct_multi, register_ftrace_direct_multi,
                       unregister_ftrace_direct_multi)
 from ..errno import Errno
@@ -72,6 +73,7 @@ def direct_client_state(k: Kernel) -> DirectClientState:
     st = k.subsys.get("direct_client")
     if st is None:
         st = k.subsys["direct_client"] = DirectClientState()
+        install(k, CALLS)
     return st
 
 
@@ -92,7 +94,6 @@ def my_tramp(k: Kernel, ctx: CallContext, addr: Addr) -> int:
     return run_body(k, ctx, ctx.ret_addr)
 
 
-register_code(TRAMP_PREFIX, my_tramp, prefix=True)
 
 
 def direct_client_load(k: Kernel, name: str = "ftrace_direct_multi",
@@ -153,6 +154,10 @@ def direct_client_unload(k: Kernel, name: str) -> int:
     ftrace_free_filter(k, mod.ops)
     del st.modules[name]
     return ret
+
+
+#: What this client adds to a kernel's call table (:mod:`ftlab.model.calltable`).
+CALLS = CallTable(prefixes=((TRAMP_PREFIX, my_tramp),))
 
 
 __all__ = ["DirectModule", "DirectClientState", "direct_client_state", "direct_client_load",

@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 
 from ...errors import InputError
 from .._copy import fast_deepcopy
-from ..calls import CallContext, register_callback
+from ..calls import CallContext
+from ..calltable import CallTable, install
 from ..errno import Errno
 from ..flags import OPSF
 from ..ftrace import ftrace_set_filter_ip, register_ftrace_function, unregister_ftrace_function
@@ -105,6 +106,7 @@ def kprobe_state(k: Kernel) -> KprobeState:
             ftrace_ops("kprobe_ftrace_ops", KPROBE_FTRACE_HANDLER, F.SAVE_REGS, core_data=True),
             ftrace_ops("kprobe_ipmodify_ops", KPROBE_FTRACE_HANDLER, F.SAVE_REGS | F.IPMODIFY,
                        core_data=True))
+        install(k, CALLS)
     return st
 
 
@@ -385,7 +387,6 @@ def kprobe_ftrace_handler(k: Kernel, ops: ftrace_ops, ctx: CallContext) -> None:
     ctx.regs.ip = orig_ip
 
 
-register_callback(KPROBE_FTRACE_HANDLER, kprobe_ftrace_handler)
 
 
 def kprobe_list(k: Kernel) -> str:
@@ -404,6 +405,10 @@ def kprobe_list(k: Kernel) -> str:
             where = f"  {mod}" if mod is not None else ""
             lines.append(f"{addr:016x}  k  {k.cat.name_of_ip(addr)}+0x0{where}{dis}  [FTRACE]\n")
     return "".join(lines)
+
+
+#: What this client adds to a kernel's call table (:mod:`ftlab.model.calltable`).
+CALLS = CallTable(callbacks={KPROBE_FTRACE_HANDLER: kprobe_ftrace_handler})
 
 
 __all__ = ["kprobe", "KprobeState", "kprobe_state", "register_kprobe", "unregister_kprobe",

@@ -51,7 +51,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from .._copy import fast_deepcopy
-from ..calls import CallContext, register_callback, register_code
+from ..calls import CallContext
+from ..calltable import CallTable, install
 from ..errno import Errno
 from ..flags import OPSF
 from ..ftrace import (ftrace_location, ftrace_set_filter_ip, register_ftrace_function,
@@ -201,6 +202,7 @@ def klp_state(k: Kernel) -> KlpState:
     st = k.subsys.get("klp")
     if st is None:
         st = k.subsys["klp"] = KlpState()
+        install(k, CALLS)
         st.tasks[k.current] = klp_task()
     return st
 
@@ -957,8 +959,6 @@ def _livepatch_body(k: Kernel, ctx: CallContext, addr: Addr) -> int:
     return livepatch_body_retval(str(addr))
 
 
-register_callback(KLP_FTRACE_HANDLER, klp_ftrace_handler)
-register_code(LIVEPATCH_CODE_PREFIX, _livepatch_body, prefix=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1160,6 +1160,11 @@ def klp_expected_body(k: Kernel, ip: int) -> Addr | None:
             return None
         func = ops.func_stack[1]
     return None if func.nop else func.new_func
+
+
+#: What this client adds to a kernel's call table (:mod:`ftlab.model.calltable`).
+CALLS = CallTable(callbacks={KLP_FTRACE_HANDLER: klp_ftrace_handler},
+                  prefixes=((LIVEPATCH_CODE_PREFIX, _livepatch_body),))
 
 
 __all__ = [

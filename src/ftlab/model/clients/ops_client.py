@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .._copy import fast_deepcopy
-from ..calls import CallContext, register_callback
+from ..calls import CallContext
+from ..calltable import CallTable, install
 from ..errno import Errno
 from ..flags import FTRACE_OPS_FL
 from ..ftrace import ftrace_free_filter, ftrace_set_filter_ip, register_ftrace_function, unregister_ftrace_function
@@ -40,6 +41,7 @@ def ops_client_state(k: Kernel) -> OpsClientState:
     st = k.subsys.get("ops_client")
     if st is None:
         st = k.subsys["ops_client"] = OpsClientState()
+        install(k, CALLS)
     return st
 
 
@@ -77,4 +79,5 @@ def my_ops_func(k: Kernel, ops: ftrace_ops, ctx: CallContext) -> None:
     ctx.emit("ops", ops.name)
 
 
-register_callback(CALLBACK, my_ops_func)
+#: What this client adds to a kernel's call table (:mod:`ftlab.model.calltable`).
+CALLS = CallTable(callbacks={CALLBACK: my_ops_func})

@@ -50,7 +50,8 @@ from dataclasses import dataclass
 
 from ...errors import InputError
 from .._copy import fast_deepcopy
-from ..calls import CallContext, register_callback
+from ..calls import CallContext
+from ..calltable import CallTable, install
 from ..errno import Errno
 from ..flags import OPSF
 from ..ftrace import (FTRACE_START_FUNC_RET, FTRACE_STOP_FUNC_RET, FTRACE_STUB, ftrace_hash_move_and_update_ops,
@@ -111,6 +112,7 @@ def tracer_state(k: Kernel) -> TracerState:
     if st is None:
         g = _new_global_ops()
         st = k.subsys["tracer"] = TracerState(g, _new_graph_ops(g))
+        install(k, CALLS)
     return st
 
 
@@ -130,7 +132,6 @@ def function_trace_call(k: Kernel, op: ftrace_ops, ctx: CallContext) -> None:
     ctx.emit("function", ctx.name)
 
 
-register_callback(FUNCTION_TRACE_CALL, function_trace_call)
 
 
 def ftrace_graph_func(k: Kernel, op: ftrace_ops, ctx: CallContext) -> None:
@@ -139,7 +140,6 @@ def ftrace_graph_func(k: Kernel, op: ftrace_ops, ctx: CallContext) -> None:
     ctx.emit("function_graph", ctx.name)
 
 
-register_callback(FTRACE_GRAPH_FUNC, ftrace_graph_func)
 
 
 def register_ftrace_graph(k: Kernel) -> int:
@@ -337,6 +337,10 @@ def read_set_ftrace_filter(k: Kernel) -> str:
 def read_set_ftrace_notrace(k: Kernel) -> str:
     """``cat set_ftrace_notrace``: names in record order, or ``#### no functions disabled ####``."""
     return views.set_ftrace_filter(k, global_ops(k), notrace=True)
+
+
+#: What this client adds to a kernel's call table (:mod:`ftlab.model.calltable`).
+CALLS = CallTable(callbacks={FUNCTION_TRACE_CALL: function_trace_call, FTRACE_GRAPH_FUNC: ftrace_graph_func})
 
 
 __all__ = ["TracerState", "tracer_state", "global_ops", "function_trace_call", "tracing_set_tracer",

@@ -10,7 +10,7 @@ bug (a test checks it).
 * :data:`CHANGES` -- each upstream change: commit id, title, the kernel functions it
   replaces, the releases that carry it;
 * :data:`MUTATIONS` -- each deliberate bug the explorer must catch, and where it applies;
-* :data:`DEFAULT_POLICY` -- the one default (``Kernel()``, scenarios, universes).
+* :data:`DEFAULT_POLICY` -- the one default (``Kernel(cat)``, scenarios, universes).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ POLICIES: dict[str, PolicyInfo] = {p.name: p for p in (
                variant=True),
 )}
 
-#: The one default policy: what ``Kernel()``, a scenario and a universe get when they name none.
+#: The one default policy: what ``Kernel(cat)``, a scenario and a universe get when they name none.
 DEFAULT_POLICY = "linux-6.1"
 #: The seed's own policy (the benchmarks are measured under it, as the seed's explorer findings are).
 SEED_POLICY = "seed-v2"
