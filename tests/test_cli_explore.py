@@ -101,7 +101,7 @@ steps:
     schedule: SCHEDULE
 """
     from ftlab.cli_explore import resolve_universe
-    from ftlab.explorer.interleave import explore_interleavings
+    from ftlab.explorer.interleavings import explore_interleavings
     from ftlab.explorer.universe import FtraceModel
 
     # find a schedule in which the live patch's registration gets -EAGAIN
@@ -110,13 +110,13 @@ steps:
     acts = [model.action("attach fx"), model.action("enable p1")]
     found: list[list[int]] = []
 
-    def make():
+    def make(prefix):
         import copy
         w = copy.deepcopy(world)
-        from ftlab.explorer.interleave import Task
-        return w.k, [Task(str(a), (lambda k, a=a: w.run.apply(a.step)[0])) for a in acts]
+        from ftlab.model.sched import Task, run_tasks
+        return run_tasks(w.k, [Task(str(a), (lambda k, a=a: w.run.apply(a.step)[0])) for a in acts], prefix)
 
-    def keep(k, run):
+    def keep(run):
         if run.results.get("enable p1") == -11 and not found:
             found.append(list(run.schedule))
         return []

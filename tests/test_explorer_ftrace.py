@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ftlab.explorer.explore import counterexample_scenario, explore, interleave_group
-from ftlab.explorer.interleave import Task, explore_interleavings
+from ftlab.explorer.interleavings import explore_interleavings
+from ftlab.model.sched import Task, run_tasks
 from ftlab.explorer.universe import FtraceModel, load_universe_text
 from ftlab.cli_explore import bundled_universes, resolve_universe
 from ftlab.model.catalogue import Catalogue
@@ -131,8 +132,11 @@ def test_preemption_bound_none_explores_every_interleaving():
         return k, [Task("a", lambda k: ftrace.register_ftrace_function(k, a)),
                    Task("b", lambda k: ftrace.register_ftrace_function(k, b))]
 
-    bounded = explore_interleavings(make, check=lambda k, r: check_all(k), preemption_bound=0)
-    full = explore_interleavings(make, check=lambda k, r: check_all(k), preemption_bound=None)
+    def run_schedule(prefix):
+        return run_tasks(*make(), prefix)
+
+    bounded = explore_interleavings(run_schedule, check=lambda r: check_all(r.kernel), preemption_bound=0)
+    full = explore_interleavings(run_schedule, check=lambda r: check_all(r.kernel), preemption_bound=None)
     assert bounded.runs == 2 and full.runs > bounded.runs and full.complete
     assert not full.bad and set(full.outcomes) == {((("a", 0), ("b", 0)), False, False, None)}
 

@@ -17,7 +17,8 @@ import yaml
 
 from ..model.invariants import check_all
 from .checker import Checker, Counterexample, Result
-from .interleave import Task, explore_interleavings
+from ..model.sched import Task, run_tasks
+from .interleavings import explore_interleavings
 from .universe import Action, FtraceModel, UniverseSpec
 
 
@@ -84,14 +85,14 @@ def interleave_group(model: FtraceModel, after: list[str], together: list[str],
         world, _ = model.apply(world, model.action(label))
     actions = [model.action(label) for label in together]
 
-    def make() -> tuple[Any, list[Task]]:
+    def run_schedule(prefix: list[int]) -> Any:
         w = copy.deepcopy(world)
         tasks = [Task(str(a), (lambda k, a=a: w.run.apply(a.step)[0])) for a in actions]
-        return w.k, tasks
+        return run_tasks(w.k, tasks, prefix)
 
     t0 = time.perf_counter()
-    ex = explore_interleavings(make, check=lambda k, run: check_all(k), preemption_bound=preemption_bound,
-                               max_runs=max_runs)
+    ex = explore_interleavings(run_schedule, check=lambda run: check_all(run.kernel),
+                               preemption_bound=preemption_bound, max_runs=max_runs)
     outcomes = []
     for key, n in sorted(ex.outcomes.items(), key=lambda kv: -kv[1]):
         results, deadlock, livelock, error = key

@@ -22,7 +22,7 @@ from .arch import ArchProfile, get_arch
 from .calltable import CallTable
 from .catalogue import Catalogue
 from .flags import FTRACE_FL, ftrace_rec_count
-from .locks import SEQUENTIAL
+from .sched import SEQUENTIAL
 from .ops import Addr, ftrace_ops
 from .policies import Policy, get_policy
 

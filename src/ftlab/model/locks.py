@@ -10,7 +10,8 @@ and cross-subsystem calls are the scheduling points of the interleaving explorer
 current task already holds, or releasing one it does not hold, is a kernel bug that the model
 raises as :class:`~ftlab.errors.ModelError` (lockdep would splat). Taking a mutex that another
 task holds goes through ``k.sched.block``: in plain sequential use nobody else can release it, so
-that is a deadlock and is raised too; an interleaving explorer plugs its own scheduler there.
+that is a deadlock and is raised too; an interleaving scheduler plugs in there
+(:mod:`ftlab.model.sched`).
 """
 
 from __future__ import annotations
@@ -73,31 +74,3 @@ def lockdep_assert_held(k: "Kernel", lock: str) -> None:
     """lockdep_assert_held(): the current task must hold ``lock`` (a model error otherwise)."""
     if k.locks.get(lock) != k.current:
         raise ModelError(f"{k.current} must hold {lock} here")
-
-
-class SequentialScheduler:
-    """The default scheduler: one task runs at a time, so waiting on a held lock is a deadlock.
-
-    ``point`` is called before every acquisition (mutex_lock, mutex_trylock), after every
-    release, and before every cross-subsystem call (:func:`cross_call`): an interleaving
-    scheduler (ftlab.explorer.interleave) switches tasks there.
-    """
-
-    def point(self, k: "Kernel", op: str, lock: str) -> None:
-        pass
-
-    def block(self, k: "Kernel", lock: str) -> None:
-        raise ModelError(f"deadlock: {k.current} waits for {lock} held by {k.locks.get(lock)}, "
-                         "and no other task can run")
-
-    def acquired(self, k: "Kernel", lock: str) -> None:  # hook for interleaving schedulers
-        pass
-
-    def released(self, k: "Kernel", lock: str) -> None:  # hook for interleaving schedulers
-        pass
-
-    def __deepcopy__(self, memo: dict) -> "SequentialScheduler":
-        return self
-
-
-SEQUENTIAL = SequentialScheduler()

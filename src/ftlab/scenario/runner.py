@@ -23,6 +23,7 @@ from ..model.errno import Errno, errno_name, parse_errno
 from ..model.flags import FTRACE_FL
 from ..model.kernel import Kernel
 from ..model.policies import get_policy
+from ..model.sched import Task, run_tasks
 from .schema import (BpfStep, CallStep, ConcurrentStep, DirectStep, Expect, FuncRef, KernelSpec, KprobeStep, LivepatchStep, OpsStep,
                      Scenario, ShowStep, TracerStep, TransitionStep)
 from .. import catalogues
@@ -270,15 +271,13 @@ class _Run:
         raise AssertionError(step)  # pragma: no cover
 
     def apply_concurrent(self, step: ConcurrentStep) -> tuple[Any, None, None]:
-        """Run the sub-steps as concurrent tasks under ``step.schedule`` (ftlab.explorer.interleave).
+        """Run the sub-steps as concurrent tasks under ``step.schedule`` (:mod:`ftlab.model.sched`).
 
         Returns a text result instead of an errno: ``label: ok, label: EAGAIN``, or ``deadlock: ...``
         with its cycle, or ``livelock: ...``.
         """
-        from ..explorer.interleave import Interleaver, Task  # the scheduler shell
-
         tasks = [Task(describe_step(sub), (lambda k, sub=sub: self.apply(sub)[0])) for sub in step.concurrent]
-        run = Interleaver(self.k, tasks, list(step.schedule)).run()
+        run = run_tasks(self.k, tasks, list(step.schedule))
         if run.deadlock:
             return "deadlock: " + "; ".join(f"{t} holds {', '.join(h) or 'nothing'} and wants {w}"
                                             for t, h, w in run.deadlock), None, None

@@ -1,29 +1,34 @@
-"""Interleavings of concurrent kernel paths at lock points (a controlled scheduler).
+"""The kernel's schedulers: one task at a time (sequential), or tasks interleaved at lock points.
 
-Each task (a client action such as "attach a BPF program" or "enable a live patch") runs the
-model's ordinary code in its own thread, but only one thread runs at a time: the model calls
-``k.sched.point`` before every mutex acquisition (:mod:`ftlab.model.locks`), and there the
-:class:`Interleaver` decides which task goes on. Code between two acquisitions is one atomic step.
-A *schedule* is the list of choices made at those points; replaying a schedule on the same start
-state reproduces the run exactly, so exploration is stateless (CHESS-style): depth-first over
-schedules, each run replayed from the start state.
+Every mutex acquisition and release and every cross-subsystem call (:mod:`ftlab.model.locks`)
+calls ``k.sched.point``; the scheduler a kernel holds decides what happens there.
 
-Search bound: by default at most ``preemption_bound`` preemptions per schedule (switching away
-from a task that could have continued), which finds most concurrency bugs with few runs; pass
-``preemption_bound=None`` for every interleaving. Reported per run: a deadlock (no task can
-run and some are unfinished) with its cycle of (task, locks held, lock wanted), a livelock (a
-task passes more than ``max_points`` lock points: retrying without progress), a model error or
-oops, and whatever the caller's final-state check says.
+* :data:`SEQUENTIAL` -- the default: one task runs at a time, so waiting on a held lock is a
+  deadlock (a :class:`~ftlab.errors.ModelError`).
+* :class:`Interleaver` -- a controlled scheduler for one run of several tasks. Each task (a
+  client action such as "attach a BPF program" or "enable a live patch") runs the model's
+  ordinary code in its own thread, but only one thread runs at a time: at each point the
+  interleaver decides which task goes on. Code between two points is one atomic step. A
+  *schedule* is the list of choices made at those points; replaying a schedule on the same
+  start state reproduces the run exactly (:func:`run_tasks`), so a search over schedules can be
+  stateless (CHESS-style): the explorer's (:mod:`ftlab.explorer.interleavings`) knows nothing
+  of the kernel and only sees the :class:`Run` records.
+
+Reported per run: a deadlock (no task can run and some are unfinished) with its cycle of
+(task, locks held, lock wanted), a livelock (a task passes more than ``max_points`` lock points:
+retrying without progress), a model error or oops.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import KernelOops, ModelError
-from ..model.kernel import Kernel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .kernel import Kernel
 
 
 class _Abort(BaseException):
@@ -39,7 +44,7 @@ class Task:
     """A named piece of kernel work: ``fn(k)`` returns the kernel's answer (0 or -errno)."""
 
     name: str
-    fn: Callable[[Kernel], Any]
+    fn: Callable[["Kernel"], Any]
 
 
 @dataclass
@@ -53,7 +58,7 @@ class Run:
     livelock: str | None = None
     error: str | None = None
     violations: list[str] = field(default_factory=list)
-    kernel: Kernel | None = None
+    kernel: "Kernel | None" = None
     #: per decision: (task, what it does next: start | lock | trylock | unlock | call, lock or callee)
     steps: list[tuple[str, str, str | None]] = field(default_factory=list)
 
@@ -95,7 +100,7 @@ class _TaskState:
 class Interleaver:
     """The scheduler installed as ``k.sched`` for one run."""
 
-    def __init__(self, k: Kernel, tasks: list[Task], schedule: list[int], max_points: int = 400) -> None:
+    def __init__(self, k: "Kernel", tasks: list[Task], schedule: list[int], max_points: int = 400) -> None:
         self.k = k
         self.tasks = [_TaskState(t) for t in tasks]
         self.schedule = schedule
@@ -105,7 +110,7 @@ class Interleaver:
         self.aborted = False
 
     # -- the scheduler interface used by ftlab.model.locks -------------------------------------
-    def point(self, k: Kernel, op: str, lock: str) -> None:
+    def point(self, k: "Kernel", op: str, lock: str) -> None:
         t = self.running
         assert t is not None
         if self.aborted:  # unwinding an abandoned run (e.g. an unlock in a finally): never wait
@@ -120,17 +125,16 @@ class Interleaver:
         if self.aborted:
             raise _Abort()
 
-    def block(self, k: Kernel, lock: str) -> None:
+    def block(self, k: "Kernel", lock: str) -> None:
         raise ModelError(f"{k.current} was scheduled while {lock} is held by {k.locks.get(lock)}")
 
-    def acquired(self, k: Kernel, lock: str) -> None:
+    def acquired(self, k: "Kernel", lock: str) -> None:
         pass
 
-    def released(self, k: Kernel, lock: str) -> None:
+    def released(self, k: "Kernel", lock: str) -> None:
         pass
 
     def __deepcopy__(self, memo: dict) -> Any:  # a copied kernel gets the sequential scheduler
-        from ..model.locks import SEQUENTIAL
         return SEQUENTIAL
 
     # -- running ---------------------------------------------------------------------------
@@ -180,7 +184,6 @@ class Interleaver:
         for t in self.tasks:
             if t.thread is not None:
                 t.thread.join()
-        from ..model.locks import SEQUENTIAL
         self.k.sched = SEQUENTIAL
 
     def run(self) -> Run:
@@ -244,68 +247,37 @@ class Interleaver:
         return [(n, tuple(sorted(holds.get(n, []))), str(waits.get(n))) for n in cycle]
 
 
-@dataclass
-class Exploration:
-    """Every run explored for one group of concurrent tasks."""
+class SequentialScheduler:
+    """The default scheduler: one task runs at a time, so waiting on a held lock is a deadlock.
 
-    runs: int = 0
-    complete: bool = True
-    bad: list[Run] = field(default_factory=list)
-    outcomes: dict[tuple, int] = field(default_factory=dict)
-
-
-def explore_interleavings(make: Callable[[], tuple[Kernel, list[Task]]],
-                          check: Callable[[Kernel, Run], list[str]] | None = None,
-                          preemption_bound: int | None = 2, max_runs: int = 20000,
-                          stop_at_first: bool = False) -> Exploration:
-    """Run every schedule of the tasks ``make()`` returns (fresh kernel and tasks per run).
-
-    ``check(k, run)`` inspects the final state of a completed run and returns violations.
+    ``point`` is called before every acquisition (mutex_lock, mutex_trylock), after every
+    release, and before every cross-subsystem call (:func:`~ftlab.model.locks.cross_call`): an
+    interleaving scheduler (:class:`Interleaver`) switches tasks there.
     """
-    ex = Exploration()
-    stack: list[list[int]] = [[]]
-    while stack:
-        if ex.runs >= max_runs:
-            ex.complete = False
-            break
-        prefix = stack.pop()
-        k, tasks = make()
-        run = Interleaver(k, tasks, prefix).run()
-        ex.runs += 1
-        if not (run.deadlock or run.livelock or run.error) and check is not None:
-            run.violations = check(k, run)
-        run.kernel = k
-        key = (tuple(sorted((n, r if r is None or isinstance(r, int) else str(r)) for n, r in run.results.items())),
-               bool(run.deadlock),
-               bool(run.livelock), run.error)
-        ex.outcomes[key] = ex.outcomes.get(key, 0) + 1
-        if run.bad:
-            ex.bad.append(run)
-            if stop_at_first:
-                ex.complete = False
-                break
-        # branch on the decisions made by default (beyond the prefix)
-        for j in range(len(run.decisions) - 1, len(prefix) - 1, -1):
-            names, idx = run.decisions[j]
-            prev = run.decisions[j - 1] if j > 0 else None
-            prev_name = prev[0][prev[1]] if prev else None
-            base = _preemptions(run.decisions[:j])
-            for alt in range(len(names)):
-                if alt == idx:
-                    continue
-                extra = 1 if (prev_name in names and names[alt] != prev_name) else 0
-                if preemption_bound is not None and base + extra > preemption_bound:
-                    continue
-                stack.append([c for _, c in run.decisions[:j]] + [alt])
-    return ex
+
+    def point(self, k: "Kernel", op: str, lock: str) -> None:
+        pass
+
+    def block(self, k: "Kernel", lock: str) -> None:
+        raise ModelError(f"deadlock: {k.current} waits for {lock} held by {k.locks.get(lock)}, "
+                         "and no other task can run")
+
+    def acquired(self, k: "Kernel", lock: str) -> None:  # hook for interleaving schedulers
+        pass
+
+    def released(self, k: "Kernel", lock: str) -> None:  # hook for interleaving schedulers
+        pass
+
+    def __deepcopy__(self, memo: dict) -> "SequentialScheduler":
+        return self
 
 
-def _preemptions(decisions: list[tuple[tuple[str, ...], int]]) -> int:
-    n = 0
-    for j in range(1, len(decisions)):
-        prev_names, prev_idx = decisions[j - 1]
-        names, idx = decisions[j]
-        prev = prev_names[prev_idx]
-        if prev in names and names[idx] != prev:
-            n += 1
-    return n
+SEQUENTIAL = SequentialScheduler()
+
+
+def run_tasks(k: "Kernel", tasks: list[Task], schedule: list[int], max_points: int = 400) -> Run:
+    """Run ``tasks`` on ``k`` under ``schedule`` (the choices at the first points; then the task
+    that ran last goes on, else the first that can); the :class:`Run` keeps the kernel."""
+    run = Interleaver(k, tasks, schedule, max_points).run()
+    run.kernel = k
+    return run
