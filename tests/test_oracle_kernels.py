@@ -241,3 +241,35 @@ def test_model_policy_stands_in_until_the_model_has_linux_6_12() -> None:
     assert results_series({"kernel": "6.12.95+deb12-amd64"}) == "6.12"
     assert results_series({"kernel": "6.1.0-56-amd64"}) == "6.1"
     assert results_series({"kernel": "6.1.0-56-amd64", "series": "6.12"}) == "6.12"
+
+
+# -- ground truth tooling ----------------------------------------------------------------------------------
+def test_agent_read_step_filters_words_and_copies(tmp_path) -> None:
+    from ftlab.oracle import agent
+
+    src = tmp_path / "kallsyms"
+    src.write_text("ffffffff81000000 T cmdline_proc_show\nffffffff81000040 t other\nffffffff81000080 T x [9p]\n")
+    out = agent.Scenario.read(None, {"files": [  # type: ignore[arg-type]
+        {"path": str(src), "words": ["cmdline_proc_show", "[9p]"]},
+        {"path": str(src), "to": str(tmp_path / "copy")},
+        {"path": str(tmp_path / "missing")}]})
+    assert out[str(src)] == {"to": str(tmp_path / "copy"), "lines": 3}  # the later entry of one path wins
+    assert (tmp_path / "copy").read_text() == src.read_text()
+    assert out[str(tmp_path / "missing")] == {"error": "ENOENT"}
+    out = agent.Scenario.read(None, {"files": [{"path": str(src), "words": ["cmdline_proc_show", "[9p]"]}]})  # type: ignore[arg-type]
+    assert out[str(src)] == "ffffffff81000000 T cmdline_proc_show\nffffffff81000080 T x [9p]\n"
+
+
+def test_groundtruth_counts_and_symbol_table() -> None:
+    from ftlab.oracle import groundtruth
+
+    assert groundtruth.catalogue_counts(["a", "b", "a", "__ftrace_invalid_address___12"]) == \
+        {"lines": 4, "unique": 3, "duplicated_names": 1, "invalid": 1}
+    addrs, syms = groundtruth.kallsyms_table("ffffffff81000040 T b\nffffffff81000000 t a\n"
+                                             "ffffffff81000080 D data\nffffffffc0000000 t m [9p]\n")
+    assert syms == [(0xFFFFFFFF81000000, "a", None), (0xFFFFFFFF81000040, "b", None),
+                    (0xFFFFFFFFC0000000, "m", "9p")] and addrs == [a for a, _, _ in syms]
+    # every fact scenario is one the oracle can replay
+    from ftlab.scenario import load_scenario_text
+    for name, steps in groundtruth.FACT_SCENARIOS:
+        load_scenario_text(groundtruth.scenario_text(name, steps), f"{name}.yaml")
