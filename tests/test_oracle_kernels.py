@@ -273,3 +273,16 @@ def test_groundtruth_counts_and_symbol_table() -> None:
     from ftlab.scenario import load_scenario_text
     for name, steps in groundtruth.FACT_SCENARIOS:
         load_scenario_text(groundtruth.scenario_text(name, steps), f"{name}.yaml")
+
+
+def test_a_sticky_m_left_by_an_earlier_scenario_is_not_compared() -> None:
+    from ftlab.oracle.observe import sticky_m
+
+    before = ["cmdline_proc_show (0)         M  ->ftrace_stub+0x0/0x20", "version_proc_show (0)            ->x"]
+    assert sticky_m(before) == {"cmdline_proc_show"} and sticky_m(None) == frozenset()
+    kernel = {"result": "ok", "enabled": ["cmdline_proc_show (1)         M \ttramp: 0xffffffffc042a000 "
+                                          "(function_trace_call+0x0/0x110) ->function_trace_call+0x0/0x110"]}
+    model = dict(kernel, enabled=[kernel["enabled"][0].replace("         M \t", "           \t")])
+    assert not compare_steps([model], [kernel])[0]["agree"]
+    assert compare_steps([model], [kernel], sticky=sticky_m(before))[0]["agree"]
+    assert not compare_steps([model], [kernel], sticky=frozenset({"version_proc_show"}))[0]["agree"]

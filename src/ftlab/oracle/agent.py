@@ -802,6 +802,13 @@ class Scenario:
         bad_kernel = False
         steps_done = 0
         with open(out_path, "a") as out:
+            # what earlier scenarios of this guest left in the records of this one's functions
+            # (6.12's touched_functions: a sticky M is history no fresh model state has)
+            try:
+                before = enabled_records(read_text(f"{TRACING}/touched_functions"), self.touched)
+            except OSError:
+                before = None
+            out.write(json.dumps({"touched_before": before}) + "\n")
             for i, st in enumerate(self.spec["steps"]):
                 emit("step", scenario=self.spec["id"], index=i + 1)
                 ts = time.monotonic()

@@ -20,7 +20,7 @@ import os
 
 from ..errors import InputError
 from . import kernels
-from .observe import OBSERVED, model_steps, observe
+from .observe import OBSERVED, model_steps, observe, sticky_m
 
 MISSING = "(not run)"
 #: The policy that stands in for a kernel whose own policy the model lacks.
@@ -47,12 +47,13 @@ def results_series(results: dict[str, Any]) -> str:
 
 
 def compare_steps(model: list[dict[str, Any]], kernel: list[dict[str, Any]],
-                  strict: bool = True) -> list[dict[str, Any]]:
-    """Per step: ``{"index", "action", "agree", "differs": [key...], "model": obs, "kernel": obs}``."""
+                  strict: bool = True, sticky: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Per step: ``{"index", "action", "agree", "differs": [key...], "model": obs, "kernel": obs}``
+    (``sticky``: see :func:`ftlab.oracle.observe.observe`)."""
     rows = []
     for i in range(max(len(model), len(kernel))):
-        m = observe(model[i], strict) if i < len(model) else None
-        k = observe(kernel[i], strict) if i < len(kernel) else None
+        m = observe(model[i], strict, sticky) if i < len(model) else None
+        k = observe(kernel[i], strict, sticky) if i < len(kernel) else None
         if m is None or k is None:
             differs = list(OBSERVED)
         elif model[i].get("synthetic") or kernel[i].get("synthetic"):
@@ -69,7 +70,7 @@ def compare_steps(model: list[dict[str, Any]], kernel: list[dict[str, Any]],
 def compare_scenario(source: str, model: list[dict[str, Any]], oracle: dict[str, Any],
                      strict: bool = True) -> dict[str, Any]:
     """One scenario's comparison; ``oracle`` is its entry of the results document."""
-    rows = compare_steps(model, oracle.get("steps", []), strict)
+    rows = compare_steps(model, oracle.get("steps", []), strict, sticky_m(oracle.get("touched_before")))
     return {"source": source, "status": oracle.get("status"), "agree": all(r["agree"] for r in rows),
             "wall_s": oracle.get("wall_s"), "boot": oracle.get("boot"), "steps": rows}
 

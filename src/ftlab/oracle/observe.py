@@ -37,6 +37,11 @@ their count, R/I/D flags and what they name (trampoline owner, list function, di
 kind), with the new columns dropped (:func:`head_fields`) and every size read ``SIZE`` (the
 model's sizes are another kernel's). The text as printed, with its columns and sizes, stays in
 ``enabled_text`` (addresses and BPF keys normalised only), which is reported but not compared.
+
+6.12's ``M`` is sticky for the life of the kernel, and one guest runs many scenarios: for a
+function that an earlier scenario of the same guest modified (its record already had ``M``
+when the scenario began, ``touched_before`` in the results), the slot is history that no fresh
+model state has, so :func:`observe` reads it ``?`` on both sides (``sticky``).
 """
 
 from __future__ import annotations
@@ -92,9 +97,30 @@ def record_text(rec: str) -> str:
     return _SYM.sub(lambda m: f"{m.group('sym')}+0x{m.group('off')}/0x{m.group('size')}", text)
 
 
-def normalize_record(rec: str, strict: bool = True) -> str:
+def sticky_m(records: list[str] | None) -> frozenset[str]:
+    """Names (``name[ [module]]``) whose records show 6.12's sticky ``M``."""
+    out = set()
+    for r in records or []:
+        h = head_fields(r)
+        if h is not None and h["M"]:
+            out.add(h["name"])
+    return frozenset(out)
+
+
+def _mask_m(rec: str) -> str:
+    h = head_fields(rec)
+    if h is None or h["columns"] == 3:
+        return rec
+    return (f"{h['name']} ({h['count']})" + (" R" if h["R"] else "  ") + (" I" if h["I"] else "  ")
+            + (" D" if h["D"] else "  ") + (" O" if h["O"] else "  ") + " ? " + h["rest"])
+
+
+def normalize_record(rec: str, strict: bool = True, sticky: frozenset[str] = frozenset()) -> str:
     """One enabled_functions record, comparable across model and kernel (see the module
-    docstring); ``strict=False``: 6.1's three columns and no sizes."""
+    docstring); ``strict=False``: 6.1's three columns and no sizes; ``sticky``: functions whose
+    ``M`` an earlier scenario set (read ``?``)."""
+    if strict and sticky and rec.split(" (", 1)[0] in sticky:
+        rec = _mask_m(rec)
     text = views.normalize_addresses(rec if strict else three_columns(rec))
     text = _BPF_KEY.sub("bpf_trampoline_KEY", text)
 
@@ -126,11 +152,11 @@ def _value(v: Any, body: Any, body_ret: Any) -> Any:
     return v
 
 
-def observe(raw: dict[str, Any], strict: bool = True) -> dict[str, Any]:
+def observe(raw: dict[str, Any], strict: bool = True, sticky: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The compared observables of one raw step record (model or kernel, same code); with
     ``strict=False`` also ``enabled_text``, the records as printed (not compared)."""
     obs: dict[str, Any] = {"result": raw.get("result"),
-                           "enabled": [normalize_record(r, strict) for r in raw.get("enabled") or []],
+                           "enabled": [normalize_record(r, strict, sticky) for r in raw.get("enabled") or []],
                            "ftrace_dead": raw.get("ftrace_dead"), "warn": raw.get("warn")}
     if not strict:
         obs["enabled_text"] = [record_text(r) for r in raw.get("enabled") or []]

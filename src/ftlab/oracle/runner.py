@@ -69,9 +69,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[-60:] or "scenario"
 
 
-def _read_results(path: str) -> tuple[list[dict], dict | None]:
+def _read_results(path: str) -> tuple[list[dict], dict | None, list[str] | None]:
     steps: list[dict] = []
     summary = None
+    before = None
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:
@@ -84,11 +85,13 @@ def _read_results(path: str) -> tuple[list[dict], dict | None]:
                     continue
                 if "summary" in rec:
                     summary = rec["summary"]
+                elif "touched_before" in rec:
+                    before = rec["touched_before"]
                 else:
                     steps.append(rec)
     except OSError:
         pass
-    return steps, summary
+    return steps, summary, before
 
 
 def _write_json(path: str, doc: Any, indent: int | None = None) -> None:
@@ -109,7 +112,11 @@ def run(items: list[Item], out_dir: str, *, progress: Callable[[str], None] | No
     series), "build_s", "wall_s", "boots": [{"index", "scenarios": [id...],
     "wall_s", "ready_s", "ended", "exit_code", "reason"}], "scenarios": [{"id", "source",
     "status": "clean" | "dirty" | "hung" | "crashed" | "not-run", "boot", "wall_s", "problems",
-    "steps": [agent step record...]}]}``
+    "touched", "touched_before": null | [touched_functions record...], "steps": [agent step record...]}]}``
+
+    ``touched_before``: the touched_functions records (6.12; null where the kernel has no such
+    file) of the scenario's functions when it began, i.e. what earlier scenarios of the same
+    guest left there (a sticky ``M``).
 
     ``post_plan`` (optional) is called with the planned scenarios before anything is built, and may
     insert agent steps (e.g. ``{"op": "snapshot", ...}``, see the agent's ``snapshot``).
@@ -191,7 +198,7 @@ def run(items: list[Item], out_dir: str, *, progress: Callable[[str], None] | No
         todo = [s for s in todo if s["id"] not in done]
     scenarios = []
     for s, p in zip(specs, planned):
-        steps, summary = _read_results(os.path.join(out_dir, s["file"]))
+        steps, summary, before = _read_results(os.path.join(out_dir, s["file"]))
         st = status[s["id"]]
         if st["status"] in ("hung", "crashed") and len(steps) < len(s["steps"]):
             nxt = s["steps"][len(steps)]
@@ -201,7 +208,7 @@ def run(items: list[Item], out_dir: str, *, progress: Callable[[str], None] | No
                           "synthetic": True, "notes": st["problems"]})
         scenarios.append({"id": s["id"], "source": p.source, "status": st["status"], "boot": st["boot"],
                           "wall_s": (summary or {}).get("wall_s", st.get("wall_s")), "problems": st["problems"],
-                          "touched": s["touched"], "steps": steps})
+                          "touched": s["touched"], "touched_before": before, "steps": steps})
     doc = {"format": RESULTS_FORMAT, "kernel": info.version, "series": spec.series, "policy": spec.policy,
            "build_s": round(build_s, 2), "wall_s": round(time.monotonic() - t0, 2), "boots": boots,
            "scenarios": scenarios}
