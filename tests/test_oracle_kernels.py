@@ -286,3 +286,60 @@ def test_a_sticky_m_left_by_an_earlier_scenario_is_not_compared() -> None:
     assert not compare_steps([model], [kernel])[0]["agree"]
     assert compare_steps([model], [kernel], sticky=sticky_m(before))[0]["agree"]
     assert not compare_steps([model], [kernel], sticky=frozenset({"version_proc_show"}))[0]["agree"]
+
+
+# -- ensure: what it would run ---------------------------------------------------------------------------
+def _fake_host(monkeypatch, tmp_path, boot: list[str], headers: set[str]):
+    """install's view of a host with these /boot images and headers; apt commands are recorded."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(install, "_tool_missing", lambda: [])
+    monkeypatch.setattr(install.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(install, "installed_kernels",
+                        lambda boot_dir="/boot", series="6.1": sorted(v for v in boot if kernels.get(series).matches(v)))
+    monkeypatch.setattr(install, "_headers_ok", lambda v: v in headers)
+    monkeypatch.setattr(install.KernelInfo, "guest_modules", lambda self: [])
+    monkeypatch.setattr(kernels, "SOURCES_DIR", str(tmp_path))
+    monkeypatch.setattr(install, "suite_enabled",
+                        lambda suite, apt_dir="/etc/apt": (tmp_path / f"ftlab-{suite}.sources").exists())
+
+    def run_apt(args, what, log):
+        calls.append(args)
+        log.append("+ apt-get " + " ".join(args))
+        if args[0] == "install":
+            pkg = args[-1].split("=")[0]
+            if pkg.startswith("linux-image-"):
+                boot.append(pkg[len("linux-image-"):])
+            else:
+                headers.add(pkg[len("linux-headers-"):])
+
+    monkeypatch.setattr(install, "_run_apt", run_apt)
+    search = ("linux-image-6.12.95+deb12-amd64 - Linux 6.12 for 64-bit PCs (signed)\n"
+              "linux-image-6.12.118+deb12-amd64 - Linux 6.12 for 64-bit PCs (signed)\n"
+              "linux-image-6.12.95+deb12-rt-amd64 - Linux 6.12 for 64-bit PCs, PREEMPT_RT\n")
+    madison = ("linux-image-6.12.118+deb12-amd64 | 6.12.118-1~deb12u1 | http://deb.debian.org/debian-security "
+               "bookworm-security/main amd64 Packages\n"
+               "linux-image-6.12.95+deb12-amd64 | 6.12.95-1~bpo12+1 | http://deb.debian.org/debian "
+               "bookworm-backports/main amd64 Packages\n")
+    monkeypatch.setattr(install, "_apt_query", lambda cmd: search if cmd[1] == "search" else madison)
+    return calls
+
+
+def test_ensure_runs_nothing_when_all_is_present(monkeypatch, tmp_path) -> None:
+    calls = _fake_host(monkeypatch, tmp_path, ["6.1.0-57-amd64", "6.12.95+deb12-amd64"],
+                       {"6.1.0-57-amd64", "6.12.95+deb12-amd64"})
+    log: list[str] = []
+    infos = install.ensure_all(log)
+    assert [(i.series, i.version) for i in infos] == [("6.1", "6.1.0-57-amd64"), ("6.12", "6.12.95+deb12-amd64")]
+    assert calls == [] and log == [] and not list(tmp_path.iterdir())
+
+
+def test_ensure_6_12_enables_backports_and_pins_its_build(monkeypatch, tmp_path) -> None:
+    calls = _fake_host(monkeypatch, tmp_path, ["6.1.0-57-amd64"], {"6.1.0-57-amd64"})
+    log: list[str] = []
+    info = install.ensure(log, series="6.12")
+    assert info.version == "6.12.95+deb12-amd64"     # backports' newest, not the security suite's 6.12.118
+    assert calls == [["update"], ["install", "--no-install-recommends", "linux-image-6.12.95+deb12-amd64=6.12.95-1~bpo12+1"],
+                     ["install", "--no-install-recommends", "linux-headers-6.12.95+deb12-amd64=6.12.95-1~bpo12+1"]]
+    src = tmp_path / "ftlab-bookworm-backports.sources"
+    assert src.read_text() == install.sources_text("bookworm-backports")
+    assert log[0] == f"enabled the bookworm-backports suite in {src}"

@@ -269,6 +269,8 @@ def ensure_all(log: list[str] | None = None, series: list[str] | None = None) ->
             _run_apt(["install", "--no-install-recommends", target], target, log)
         info = kernel_info(series=k.series)
         if not _headers_ok(info.version):
+            if enable_suite(k, log):
+                updated = False  # the new suite's package list
             update()
             pkg = f"linux-headers-{info.version}"
             if k.suite is not None and not version_pin:
