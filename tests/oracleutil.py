@@ -8,10 +8,11 @@ from ftlab.errors import OracleError
 from ftlab.oracle import install
 
 
-def ready_kernel() -> install.KernelInfo:
-    """Install what the oracle needs (nothing when all is there); FAIL, never skip, when it cannot."""
+def ready_kernel(series: str = install.SERIES) -> install.KernelInfo:
+    """Install what the oracle needs for kernel ``series`` (nothing when all is there); FAIL, never
+    skip, when it cannot."""
     try:
-        return install.ensure()
+        return install.ensure(series=series)
     except OracleError as e:
         pytest.fail(f"oracle setup failed: {e}")
 

@@ -271,3 +271,25 @@ def test_live_patch_in_transition_is_replayed_in_transition(tmp_path, enabled, s
     a1, a2, a3 = v["actions"]
     assert a1["result"] == "EBUSY" and "klp_enable_patch" in a1["why"]
     assert a2["result"] == "ok" and a3["calls"][0]["body"].startswith(after)
+
+
+# -- snapshots of the real 6.12 guest (tests/data/snapshots/6.12, from the same .yaml files) ----------
+def test_real_6_12_snapshots_are_read_and_rebuilt() -> None:
+    for name in ("livepatch", "fexit", "livepatch-fexit", "mixed"):
+        path = os.path.join(DATA, "6.12", f"{name}.snapshot.json")
+        s = load_snapshot(path)
+        assert s.release == "6.12.95+deb12-amd64" and not s.doc["errors"]
+        assert len(s.catalogue) == s.doc["available_filter_functions"]["lines"] > 42000
+        # 6.12 has the livepatch replace attribute, and its fdinfo names each link's target
+        for p in s.doc["livepatch"]["patches"]:
+            assert p["replace"] == 0
+        for link in s.doc["bpf"]["links"]:
+            assert link["target_obj_id"] == 1 and link["target"] in ("cmdline_proc_show", "meminfo_proc_show")
+        recs = parse_enabled_functions(s.text("enabled_functions"))
+        assert recs and all("M" in r.flags for r in recs if r.name != "security_task_getsid")
+        doc = preflight(path, ["call cmdline_proc_show"])
+        v = doc["variants"][0]
+        assert v["replay_ok"] and v["mismatches"] == [], (name, v["mismatches"])
+    lp = preflight(os.path.join(DATA, "6.12", "livepatch-fexit.snapshot.json"), ["call cmdline_proc_show"])
+    call = lp["variants"][0]["actions"][0]["calls"][0]
+    assert call["body"].startswith("lp_p1_") and call["programs"] == ["ftlab_fexit"]

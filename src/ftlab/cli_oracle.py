@@ -1,15 +1,20 @@
-"""``ftlab oracle``: replay scenarios on Debian 12's real Linux 6.1 under QEMU and diff with the model.
+"""``ftlab oracle``: replay scenarios on Debian 12's real Linux 6.1 (or 6.12) under QEMU and diff with the model.
 
 Actions (``ftlab oracle ACTION``):
 
-* ``setup``: install QEMU, the newest linux-image-6.1.*-amd64 and its headers, a static busybox
-  and a compiler (Debian packages, as root); prints the kernel version. Idempotent.
+* ``setup``: install QEMU, the newest linux-image-6.1.*-amd64 and its headers, the newest
+  bookworm-backports linux-image-6.12.*+deb12-amd64 and its headers, a static busybox and a
+  compiler (Debian packages, as root); prints the kernel versions. Idempotent.
 * ``run SCENARIO... [--out DIR]``: replay the scenarios in one guest (fresh guests only after a
   scenario leaves the kernel dirty or hangs); writes ``DIR/results.json``; prints per-scenario
   status and per-boot / per-scenario wall times. Exit 0 when every scenario ran to its end.
 * ``diff SCENARIO... [--out DIR] [--results DIR] [--json]``: the same scenarios on the model
-  (policy linux-6.1) and on the kernel (or from an earlier run's ``--results``); per step,
-  agreement or both values. Exit 0 only if every observable of every step agrees.
+  (the kernel's policy, see :func:`ftlab.oracle.diff.model_policy`) and on the kernel (or from an
+  earlier run's ``--results``); per step, agreement or both values. Exit 0 only if every
+  observable of every step agrees.
+* ``run`` and ``diff`` take ``--kernel 6.1|6.12|all`` (default 6.1); ``all`` runs each kernel in
+  turn, with its results in ``DIR/<series>``; ``--json`` then gives ``"runs"`` / ``"diffs"``, lists
+  of the per-kernel documents.
 * ``gen --seed N --count K [--out DIR]``: seeded random scenarios over the callable functions.
 
 A SCENARIO is a file, a bundled scenario name, ``oracle/NAME`` (one of examples/oracle), or
@@ -17,10 +22,10 @@ A SCENARIO is a file, a bundled scenario name, ``oracle/NAME`` (one of examples/
 
 JSON (``--json``), format 1, ``"command": "oracle"`` and ``"action"`` naming the action: ``run``:
 ``{"format", "command", "action": "run", **results}`` (see :func:`ftlab.oracle.runner.run`);
-``diff``: ``{"format", "command", "action": "diff", "kernel",
-"policy", "agree", "scenarios": [{"source", "status", "agree", "wall_s", "boot", "steps":
+``diff``: ``{"format", "command", "action": "diff", "kernel", "series",
+"policy", "policy_note", "strict", "agree", "scenarios": [{"source", "status", "agree", "wall_s", "boot", "steps":
 [{"index", "action", "agree", "differs", "model": obs, "kernel": obs}]}], "oracle": results}``;
-``setup``: ``{"format", "command", "action": "setup", "kernel": {...}, "log": [...]}``; ``gen``:
+``setup``: ``{"format", "command", "action": "setup", "kernel": {...} (6.1's), "kernels": [{...}...], "log": [...]}``; ``gen``:
 ``{"format", "command", "action": "gen", "seed", "files": [...]}``.
 """
 
@@ -34,9 +39,10 @@ from typing import Any
 from .cli import Output, _non_negative_int, add_json_option, json_document, subcommand
 from .cli_scenario import bundled, resolve
 from .errors import InputError, OracleError
+from .oracle import kernels
 from .scenario import load_scenario_text
 
-POLICY = "linux-6.1"
+POLICY = "linux-6.1"  # the 6.1 kernel's (ftlab.oracle.kernels has each kernel's)
 DEFAULT_OUT = os.path.join("out", "oracle")
 
 
@@ -86,7 +92,7 @@ def _progress(quiet: bool) -> Any:
 
 def _configure(p: argparse.ArgumentParser) -> None:
     subs = p.add_subparsers(dest="oracle_action", metavar="ACTION", required=True)
-    s = subs.add_parser("setup", help="install QEMU, the 6.1 kernel and headers, busybox, a compiler")
+    s = subs.add_parser("setup", help="install QEMU, the 6.1 and 6.12 kernels and headers, busybox, a compiler")
     add_json_option(s)
     for name, helptext in (("run", "replay scenarios on the real kernel under QEMU"),
                            ("diff", "run scenarios on the model and the real kernel and compare")):
@@ -95,6 +101,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
                        help="a file, a bundled name, oracle/NAME, or oracle/ for all oracle scenarios")
         r.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT})")
         r.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+        r.add_argument("--kernel", default=kernels.DEFAULT, choices=[*kernels.KERNELS, "all"],
+                       help=f"the real kernel series (default {kernels.DEFAULT}; all: each in turn, "
+                            "results in a subfolder of --out per kernel)")
         add_json_option(r)
         if name == "diff":
             r.add_argument("--results", metavar="DIR",
@@ -110,7 +119,7 @@ def _oracle_error(e: OracleError) -> InputError:
     return InputError(str(e), "oracle")
 
 
-@subcommand("oracle", "replay scenarios on the real Linux 6.1 kernel under QEMU and diff with the model",
+@subcommand("oracle", "replay scenarios on the real Linux 6.1 or 6.12 kernel under QEMU and diff with the model",
             configure=_configure)
 def cmd_oracle(args: argparse.Namespace) -> Output:
     try:
@@ -123,11 +132,12 @@ def _setup(args: argparse.Namespace) -> Output:
     from .oracle import install
 
     log: list[str] = []
-    info = install.ensure(log)
+    infos = install.ensure_all(log)
     if args.json:
-        return Output(json_document("oracle", action="setup", kernel=info.as_dict(), log=log))
-    return Output("".join(f"{ln}\n" for ln in log) + f"kernel {info.version} ({info.vmlinuz}; "
-                  f"headers {info.kbuild_dir})\n")
+        return Output(json_document("oracle", action="setup", kernel=infos[0].as_dict(),
+                                    kernels=[i.as_dict() for i in infos], log=log))
+    return Output("".join(f"{ln}\n" for ln in log) + "".join(
+        f"kernel {i.version} ({i.vmlinuz}; headers {i.kbuild_dir})\n" for i in infos))
 
 
 def _run(args: argparse.Namespace) -> Output:
@@ -135,48 +145,45 @@ def _run(args: argparse.Namespace) -> Output:
     from .oracle.diff import timings_text
 
     items = resolve_items(args.scenarios)
-    doc = runner.run(items, args.out, progress=_progress(args.quiet))
-    status = 0 if all(s["status"] in ("clean", "dirty") for s in doc["scenarios"]) else 1
+    series = [k.series for k in kernels.select(args.kernel)]
+    docs = runner.run_kernels(items, args.out, series, progress=_progress(args.quiet))
+    status = 0 if all(s["status"] in ("clean", "dirty") for d in docs.values() for s in d["scenarios"]) else 1
     if args.json:
-        return Output(json_document("oracle", action="run", **doc), status)
-    out = [f"kernel {doc['kernel']}; results in {os.path.join(os.path.abspath(args.out), 'results.json')}\n"]
-    for s in doc["scenarios"]:
-        out.append(f"{s['status']:<8} {s['source']} ({len(s['steps'])} steps)"
-                   + (f": {'; '.join(s['problems'])}" if s["problems"] else "") + "\n")
-    out.append(timings_text(doc))
+        if len(docs) == 1:
+            return Output(json_document("oracle", action="run", **docs[series[0]]), status)
+        return Output(json_document("oracle", action="run", runs=list(docs.values())), status)
+    out = []
+    for ser, doc in docs.items():
+        where = runner.kernel_out_dir(os.path.abspath(args.out), ser, len(docs) > 1)
+        out.append(f"kernel {doc['kernel']}; results in {os.path.join(where, 'results.json')}\n")
+        for s in doc["scenarios"]:
+            out.append(f"{s['status']:<8} {s['source']} ({len(s['steps'])} steps)"
+                       + (f": {'; '.join(s['problems'])}" if s["problems"] else "") + "\n")
+        out.append(timings_text(doc))
     return Output("".join(out), status)
 
 
 def _diff(args: argparse.Namespace) -> Output:
     from .oracle import runner
-    from .oracle.diff import compare_scenario, render
-    from .oracle.observe import model_steps
+    from .oracle.diff import diff_document, render
 
     items = resolve_items(args.scenarios)
-    if args.results:
-        results = runner.load_results(args.results)
-    else:
-        results = runner.run(items, args.out, progress=_progress(args.quiet))
-    by_source = {s["source"]: s for s in results["scenarios"]}
-    by_base: dict[str, list[dict[str, Any]]] = {}
-    for s in results["scenarios"]:
-        by_base.setdefault(os.path.basename(s["source"]), []).append(s)
-    scenarios = []
-    for it in items:
-        oracle = by_source.get(it.source)
-        if oracle is None and len(by_base.get(os.path.basename(it.source), [])) == 1:
-            oracle = by_base[os.path.basename(it.source)][0]  # the same file named another way
-        if oracle is None:
-            raise InputError("not in the oracle results (run it with 'ftlab oracle run')", it.source)
-        model = model_steps(it.scenario, it.lines, it.source, policy=POLICY)
-        scenarios.append(compare_scenario(it.source, model, oracle))
-    agree = all(s["agree"] for s in scenarios)
-    doc = {"kernel": results["kernel"], "policy": POLICY, "agree": agree, "scenarios": scenarios,
-           "oracle": results}
-    status = 0 if agree else 1
+    series = [k.series for k in kernels.select(args.kernel)]
+    several = len(series) > 1
+    docs = []
+    for ser in series:
+        if args.results:
+            results = runner.load_results(runner.kernel_out_dir(args.results, ser, several))
+        else:
+            results = runner.run(items, runner.kernel_out_dir(args.out, ser, several),
+                                 progress=_progress(args.quiet), kernel=ser)
+        docs.append(diff_document(items, results))
+    status = 0 if all(d["agree"] for d in docs) else 1
     if args.json:
-        return Output(json_document("oracle", action="diff", **doc), status)
-    return Output(render(doc), status)
+        if not several:
+            return Output(json_document("oracle", action="diff", **docs[0]), status)
+        return Output(json_document("oracle", action="diff", agree=status == 0, diffs=docs), status)
+    return Output("\n".join(render(d) for d in docs), status)
 
 
 def _gen(args: argparse.Namespace) -> Output:

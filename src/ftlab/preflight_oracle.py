@@ -1,7 +1,8 @@
 """Snapshots of real guests: run scenarios in the oracle's QEMU guest and take ``snapshot.py`` there.
 
 Used to make the committed test data (tests/data/snapshots/, ``python -m ftlab.preflight_oracle
-OUTDIR SCENARIO...``) and by the end-to-end preflight test. It reuses the oracle
+OUTDIR SCENARIO...``; ``--kernel 6.12`` for the 6.12 guest's, tests/data/snapshots/6.12/) and by
+the end-to-end preflight test. It reuses the oracle
 (:func:`ftlab.oracle.runner.run`) through its ``post_plan`` hook: after step ``at`` of a scenario
 (default: after its last step, before the agent cleans up) an agent step ``snapshot`` runs
 src/ftlab/snapshot.py in the guest (the host tree is the guest's root over 9p) and writes the JSON
@@ -37,7 +38,8 @@ def snapshot_hook(points: dict[int, tuple[int | None, str, bool]], out_dir: str,
     return hook
 
 
-def capture(paths: list[str], out_dir: str, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def capture(paths: list[str], out_dir: str, progress: Callable[[str], None] | None = None,
+            kernel: str = "6.1") -> dict[str, Any]:
     """Run each scenario file in one guest and snapshot the state after its last step.
 
     Writes ``<out_dir>/<scenario basename>.snapshot.json``; returns the oracle results document.
@@ -48,14 +50,17 @@ def capture(paths: list[str], out_dir: str, progress: Callable[[str], None] | No
     items = resolve_items(paths)
     points = {i: (None, os.path.basename(p).rsplit(".", 1)[0] + ".snapshot.json", False)
               for i, p in enumerate(paths)}
-    return runner.run(items, out_dir, progress=progress, post_plan=snapshot_hook(points, out_dir))
+    return runner.run(items, out_dir, progress=progress, post_plan=snapshot_hook(points, out_dir), kernel=kernel)
 
 
 def main(argv: list[str]) -> int:  # pragma: no cover - a maintenance script
+    kernel = "6.1"
+    if len(argv) >= 2 and argv[0] == "--kernel":
+        kernel, argv = argv[1], argv[2:]
     if len(argv) < 2:
-        sys.stderr.write("usage: python -m ftlab.preflight_oracle OUTDIR SCENARIO.yaml...\n")
+        sys.stderr.write("usage: python -m ftlab.preflight_oracle [--kernel 6.1|6.12] OUTDIR SCENARIO.yaml...\n")
         return 2
-    doc = capture(argv[1:], argv[0], progress=lambda s: sys.stderr.write(s + "\n"))
+    doc = capture(argv[1:], argv[0], progress=lambda s: sys.stderr.write(s + "\n"), kernel=kernel)
     bad = [s for s in doc["scenarios"] if s["status"] != "clean"]
     for s in doc["scenarios"]:
         sys.stderr.write(f"{s['id']}: {s['status']} {s['problems']}\n")

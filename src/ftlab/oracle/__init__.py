@@ -1,7 +1,8 @@
-"""The real-kernel oracle: replay ftlab scenarios on Debian 12's Linux 6.1 under QEMU, diff with the model.
+"""The real-kernel oracle: replay ftlab scenarios on Debian 12's Linux 6.1 or 6.12 under QEMU, diff with the model.
 
 Modules, in the order a run uses them:
 
+* :mod:`~ftlab.oracle.kernels` -- the kernels (6.1, 6.12): one table of what differs per kernel;
 * :mod:`~ftlab.oracle.install` -- ``ftlab oracle setup``: Debian packages (QEMU, the kernel and its
   headers, busybox, a compiler); the kernel version is discovered, not hard-coded;
 * :mod:`~ftlab.oracle.targets` -- the functions user space can reach (and how);
@@ -14,7 +15,8 @@ Modules, in the order a run uses them:
 * :mod:`~ftlab.oracle.runner` -- ``ftlab oracle run``: plan, build, boot (fresh guests as needed);
 * :mod:`~ftlab.oracle.observe` -- the shared observables and the model side;
 * :mod:`~ftlab.oracle.diff` -- ``ftlab oracle diff``;
-* :mod:`~ftlab.oracle.gen` -- ``ftlab oracle gen``: seeded random scenarios.
+* :mod:`~ftlab.oracle.gen` -- ``ftlab oracle gen``: seeded random scenarios;
+* :mod:`~ftlab.oracle.groundtruth` -- a maintenance tool: texts, sizes and the catalogue of a real guest.
 
 Nothing here changes the model: a disagreement is a finding to report, not to patch over.
 """

@@ -24,6 +24,8 @@ would and records what the model also produces:
   unload a generated module;
   ``direct modify``: write the module's ``tramp`` parameter (modify_ftrace_direct_multi);
 * ``tracer``: the tracefs files, as the model's runner writes them;
+* ``read`` (inserted by tools such as :mod:`ftlab.oracle.groundtruth`, never by a scenario):
+  files read verbatim (whole, filtered to lines naming given words, or copied out);
 * ``call``: the userspace action that reaches the function (a /proc read, getsid or statfs), then
   which body ran (the live patch's marker in the output, or its hit counter), the BPF log, the
   kprobe / direct-trampoline hit counters, and the value the caller saw.
@@ -694,6 +696,34 @@ class Scenario:
                         out.append(f"{base}/{obj}/{fn}/")
         return "".join(line + "\n" for line in out)
 
+    # -- reading files (ground truth for the model) -----------------------------------------------
+    def read(self, st: dict) -> dict:
+        """Read ``st["files"]``: each ``{"path", "words"?, "to"?}``. ``words``: keep only the lines
+        that have one of these words (whitespace-separated; /proc/kallsyms is large); ``to``: copy
+        the file there (a path in the output folder) and report its line count instead of its text.
+        Returns path -> text (or ``{"to", "lines"}``, or ``{"error"}``)."""
+        out: dict = {}
+        for spec in st["files"]:
+            path = spec["path"]
+            try:
+                text = read_text(path)
+            except OSError as e:
+                out[path] = {"error": errname(e.errno or 0)}
+                continue
+            if spec.get("to"):
+                tmp = spec["to"] + ".tmp"
+                with open(tmp, "w") as f:
+                    f.write(text)
+                os.replace(tmp, spec["to"])
+                out[path] = {"to": spec["to"], "lines": text.count("\n")}
+                continue
+            words = spec.get("words")
+            if words:
+                want = set(words)
+                text = "".join(ln + "\n" for ln in text.splitlines() if want.intersection(ln.split()))
+            out[path] = text
+        return out
+
     # -- snapshot (ftlab preflight tests) ---------------------------------------------------------
     def snapshot(self, st: dict) -> str:
         """Run ``st["script"]`` (ftlab's stdlib-only snapshot.py) in-process, write its JSON to
@@ -772,6 +802,13 @@ class Scenario:
         bad_kernel = False
         steps_done = 0
         with open(out_path, "a") as out:
+            # what earlier scenarios of this guest left in the records of this one's functions
+            # (6.12's touched_functions: a sticky M is history no fresh model state has)
+            try:
+                before = enabled_records(read_text(f"{TRACING}/touched_functions"), self.touched)
+            except OSError:
+                before = None
+            out.write(json.dumps({"touched_before": before}) + "\n")
             for i, st in enumerate(self.spec["steps"]):
                 emit("step", scenario=self.spec["id"], index=i + 1)
                 ts = time.monotonic()
@@ -785,6 +822,9 @@ class Scenario:
                         result = "ok"
                     elif op == "show":
                         view = self.show(st)
+                        result = "ok"
+                    elif op == "read":
+                        view = self.read(st)
                         result = "ok"
                     else:
                         result = getattr(self, op)(st)

@@ -2,11 +2,14 @@
 
 A BPF tracing program is loaded with the BTF id of its target (``attach_btf_id``). Parsing the
 4 MB /sys/kernel/btf/vmlinux in Python takes seconds under TCG, so the host does it once per
-kernel: it decompresses the bzImage (``/boot/vmlinuz-<ver>``, XZ or gzip on Debian), takes the
-``.BTF`` section of the ELF vmlinux (the bytes the guest's /sys/kernel/btf/vmlinux shows), and
-records the id and the argument count of every function (``BTF_KIND_FUNC`` and its
-``FUNC_PROTO``). The guest checks the SHA-256 of its /sys/kernel/btf/vmlinux against the one
-recorded here before it loads anything.
+kernel: it takes the ``.BTF`` section of the ELF vmlinux (the bytes the guest's
+/sys/kernel/btf/vmlinux shows) and records the id and the argument count of every function
+(``BTF_KIND_FUNC`` and its ``FUNC_PROTO``). The vmlinux comes from the bzImage
+(``/boot/vmlinuz-<ver>``: Debian 6.1's payload is XZ, decompressed here), or, for a payload
+Python cannot read (Debian 6.12's is zstd), from the headers' ``vmlinux`` (Debian's 6.12 headers
+ship one for module BTF, with the same ``.BTF``), else through the ``zstd`` tool. Modules'
+split BTF comes from their ``.ko`` (``.ko.xz`` on 6.12). The guest checks the SHA-256 of its
+/sys/kernel/btf/vmlinux against the one recorded here before it loads anything.
 
 Format (include/uapi/linux/btf.h): a header (magic 0xeB9F, version, flags, hdr_len, type_off,
 type_len, str_off, str_len), then ``struct btf_type`` records (name_off, info, size/type) each
@@ -80,9 +83,47 @@ def parse_btf(data: bytes) -> dict[str, tuple[int, int]]:
     return Btf(data).funcs
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+GZIP_MAGIC = b"\x1f\x8b\x08"
+
+
+def bzimage_payload(image: bytes) -> bytes | None:
+    """The compressed kernel of a bzImage, from its boot header (``payload_offset`` and
+    ``payload_length``, boot protocol 2.08+, after the ``setup_sects`` real-mode sectors); None
+    if ``image`` has no such header."""
+    if len(image) < 0x250 or image[0x202:0x206] != b"HdrS":
+        return None
+    version, = struct.unpack_from("<H", image, 0x206)
+    if version < 0x208:
+        return None
+    setup_sects = image[0x1F1] or 4
+    off, length = struct.unpack_from("<II", image, 0x248)
+    start = (setup_sects + 1) * 512 + off
+    return image[start:start + length] if start + length <= len(image) else None
+
+
+def payload_kind(image: bytes) -> str:
+    """``xz``, ``zstd``, ``gzip`` or ``unknown``: how the bzImage's kernel is compressed."""
+    payload = bzimage_payload(image)
+    if payload is not None:
+        for kind, magic in (("xz", XZ_MAGIC), ("zstd", ZSTD_MAGIC), ("gzip", GZIP_MAGIC)):
+            if payload.startswith(magic):
+                return kind
+    return "unknown"
+
+
 def vmlinux_from_bzimage(image: bytes) -> bytes:
-    """The ELF vmlinux inside a bzImage (XZ or gzip payload)."""
-    xz = image.find(b"\xfd7zXZ\x00")
+    """The ELF vmlinux inside a bzImage (XZ, gzip, or zstd through the ``zstd`` tool)."""
+    payload = bzimage_payload(image)
+    kind = payload_kind(image)
+    if kind == "zstd":
+        from .kernels import decompress_zstd
+        assert payload is not None
+        return decompress_zstd(payload, "the kernel image")
+    if payload is not None and kind in ("xz", "gzip"):
+        image = payload
+    xz = image.find(XZ_MAGIC)
     if xz >= 0:
         try:
             return lzma.LZMADecompressor().decompress(image[xz:])
@@ -94,7 +135,18 @@ def vmlinux_from_bzimage(image: bytes) -> bytes:
             return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(image[gz:])
         except zlib.error as e:
             raise OracleError(f"cannot decompress the kernel image (gzip): {e}") from None
-    raise OracleError("kernel image payload is neither XZ nor gzip (decompress it by hand)")
+    raise OracleError("kernel image payload is neither XZ, zstd nor gzip (decompress it by hand)")
+
+
+def vmlinux_btf(vmlinuz: str, kbuild_vmlinux: str | None = None) -> bytes:
+    """The ``.BTF`` of the kernel ``vmlinuz``: from the image, or from the headers' vmlinux
+    (``kbuild_vmlinux``) when the image is zstd-compressed."""
+    with open(vmlinuz, "rb") as f:
+        image = f.read()
+    if payload_kind(image) == "zstd" and kbuild_vmlinux and os.path.exists(kbuild_vmlinux):
+        with open(kbuild_vmlinux, "rb") as f:
+            return elf_section(f.read(), ".BTF")
+    return elf_section(vmlinux_from_bzimage(image), ".BTF")
 
 
 def elf_section(elf: bytes, wanted: str) -> bytes:
@@ -116,7 +168,8 @@ def elf_section(elf: bytes, wanted: str) -> bytes:
     raise OracleError(f"the ELF file has no {wanted} section")
 
 
-def kernel_btf(vmlinuz: str, cache_dir: str, modules: dict[str, str] | None = None) -> dict:
+def kernel_btf(vmlinuz: str, cache_dir: str, modules: dict[str, str] | None = None,
+               kbuild_vmlinux: str | None = None) -> dict:
     """``{"sha256", "funcs": {name: {"id", "nargs"}}}`` for the kernel ``vmlinuz``, cached per image.
 
     ``modules`` (module name -> .ko path): their functions too, from each module's split BTF
@@ -135,14 +188,13 @@ def kernel_btf(vmlinuz: str, cache_dir: str, modules: dict[str, str] | None = No
             return data
     except (OSError, ValueError):
         pass
-    with open(vmlinuz, "rb") as f:
-        image = f.read()
-    blob = elf_section(vmlinux_from_bzimage(image), ".BTF")
+    from .kernels import module_bytes
+
+    blob = vmlinux_btf(vmlinuz, kbuild_vmlinux)
     base = Btf(blob)
     out: dict[str, dict] = {n: {"id": i, "nargs": a} for n, (i, a) in base.funcs.items()}
     for m, path in mods:
-        with open(path, "rb") as f:
-            split = Btf(elf_section(f.read(), ".BTF"), base)
+        split = Btf(elf_section(module_bytes(path), ".BTF"), base)
         out.update((f"{m}:{n}", {"id": i, "nargs": a, "module": m}) for n, (i, a) in split.funcs.items())
     data = {"stamp": stamp, "sha256": hashlib.sha256(blob).hexdigest(), "funcs": out}
     os.makedirs(cache_dir, exist_ok=True)
@@ -153,4 +205,5 @@ def kernel_btf(vmlinuz: str, cache_dir: str, modules: dict[str, str] | None = No
     return data
 
 
-__all__ = ["Btf", "parse_btf", "vmlinux_from_bzimage", "elf_section", "kernel_btf"]
+__all__ = ["Btf", "parse_btf", "bzimage_payload", "payload_kind", "vmlinux_from_bzimage", "vmlinux_btf",
+           "elf_section", "kernel_btf"]

@@ -5,23 +5,55 @@ the compared observables with the same code, so the comparison is plain equality
 present on one side only (the model stopped with an error or an Oops, the guest hung) differs in
 every key; a step in which the guest died or hung (the runner marks it ``synthetic``) is compared
 on its result only (``Oops``, ``hung``, ``crashed``), since nothing else could be read.
+
+The model runs the policy of the kernel's series (:mod:`ftlab.oracle.kernels`: ``linux-6.1`` for
+6.1, ``linux-6.12`` for 6.12). While the model has no such policy, :func:`model_policy` stands in
+with ``linux-6.1``, says so in the document (``"policy_note"``) and the comparison is loose (see
+:mod:`ftlab.oracle.observe`: columns and sizes of the records are not compared then).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .observe import OBSERVED, observe
+import os
+
+from ..errors import InputError
+from . import kernels
+from .observe import OBSERVED, model_steps, observe, sticky_m
 
 MISSING = "(not run)"
+#: The policy that stands in for a kernel whose own policy the model lacks.
+STAND_IN_POLICY = "linux-6.1"
 
 
-def compare_steps(model: list[dict[str, Any]], kernel: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per step: ``{"index", "action", "agree", "differs": [key...], "model": obs, "kernel": obs}``."""
+def model_policy(series: str) -> tuple[str, str | None]:
+    """The model policy a diff on kernel ``series`` runs, and a note when it is a stand-in."""
+    from ..model.policies import policy_names
+
+    own = kernels.get(series).policy
+    if own in policy_names():
+        return own, None
+    return STAND_IN_POLICY, (f"the model has no policy {own}: kernel {series} is compared with {STAND_IN_POLICY} "
+                             "(loose: record columns and sizes are not compared)")
+
+
+def results_series(results: dict[str, Any]) -> str:
+    """The kernel series of a results document (older documents name only the release)."""
+    if results.get("series"):
+        return str(results["series"])
+    k = kernels.series_of(str(results.get("kernel", "")))
+    return k.series if k is not None else kernels.DEFAULT
+
+
+def compare_steps(model: list[dict[str, Any]], kernel: list[dict[str, Any]],
+                  strict: bool = True, sticky: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Per step: ``{"index", "action", "agree", "differs": [key...], "model": obs, "kernel": obs}``
+    (``sticky``: see :func:`ftlab.oracle.observe.observe`)."""
     rows = []
     for i in range(max(len(model), len(kernel))):
-        m = observe(model[i]) if i < len(model) else None
-        k = observe(kernel[i]) if i < len(kernel) else None
+        m = observe(model[i], strict, sticky) if i < len(model) else None
+        k = observe(kernel[i], strict, sticky) if i < len(kernel) else None
         if m is None or k is None:
             differs = list(OBSERVED)
         elif model[i].get("synthetic") or kernel[i].get("synthetic"):
@@ -35,11 +67,37 @@ def compare_steps(model: list[dict[str, Any]], kernel: list[dict[str, Any]]) -> 
     return rows
 
 
-def compare_scenario(source: str, model: list[dict[str, Any]], oracle: dict[str, Any]) -> dict[str, Any]:
+def compare_scenario(source: str, model: list[dict[str, Any]], oracle: dict[str, Any],
+                     strict: bool = True) -> dict[str, Any]:
     """One scenario's comparison; ``oracle`` is its entry of the results document."""
-    rows = compare_steps(model, oracle.get("steps", []))
+    rows = compare_steps(model, oracle.get("steps", []), strict, sticky_m(oracle.get("touched_before")))
     return {"source": source, "status": oracle.get("status"), "agree": all(r["agree"] for r in rows),
             "wall_s": oracle.get("wall_s"), "boot": oracle.get("boot"), "steps": rows}
+
+
+def diff_document(items: list[Any], results: dict[str, Any]) -> dict[str, Any]:
+    """The diff of ``items`` (oracle runner items) with one kernel's ``results``: ``{"kernel",
+    "series", "policy", "policy_note", "strict", "agree", "scenarios", "oracle"}``; InputError
+    for an item the results lack."""
+    series = results_series(results)
+    policy, note = model_policy(series)
+    strict = note is None
+    by_source = {s["source"]: s for s in results["scenarios"]}
+    by_base: dict[str, list[dict[str, Any]]] = {}
+    for s in results["scenarios"]:
+        by_base.setdefault(os.path.basename(s["source"]), []).append(s)
+    scenarios = []
+    for it in items:
+        oracle = by_source.get(it.source)
+        if oracle is None and len(by_base.get(os.path.basename(it.source), [])) == 1:
+            oracle = by_base[os.path.basename(it.source)][0]  # the same file named another way
+        if oracle is None:
+            raise InputError("not in the oracle results (run it with 'ftlab oracle run')", it.source)
+        model = model_steps(it.scenario, it.lines, it.source, policy=policy)
+        scenarios.append(compare_scenario(it.source, model, oracle, strict))
+    return {"kernel": results["kernel"], "series": series, "policy": policy, "policy_note": note,
+            "strict": strict, "agree": all(s["agree"] for s in scenarios), "scenarios": scenarios,
+            "oracle": results}
 
 
 def _fmt(v: Any) -> list[str]:
@@ -58,6 +116,8 @@ def _fmt(v: Any) -> list[str]:
 def render(doc: dict[str, Any]) -> str:
     """Human text of a diff document (:func:`ftlab.cli_oracle` builds it)."""
     out = [f"kernel {doc['kernel']} vs model policy {doc['policy']}\n"]
+    if doc.get("policy_note"):
+        out.append(f"note: {doc['policy_note']}\n")
     for sc in doc["scenarios"]:
         mark = "agree" if sc["agree"] else "DIFFER"
         wall = f", {sc['wall_s']:.1f} s" if isinstance(sc.get("wall_s"), (int, float)) else ""

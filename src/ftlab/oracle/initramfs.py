@@ -6,7 +6,8 @@ whose unknown ``key=value`` words the kernel hands to /init as environment varia
 ``ftlab_out`` (the host directory exported writable as 9p tag ``out``) and ``ftlab_python``.
 
 /init mounts proc, sysfs, devtmpfs, tracefs and debugfs (for kprobes/list), loads the virtio/9p
-modules, mounts the host's root read-only at /host (tag ``hostroot``) with the guest's /proc,
+modules the kernel does not build in (:meth:`~ftlab.oracle.install.KernelInfo.guest_modules`:
+modules.dep minus modules.builtin; a compressed ``.ko.xz`` is stored decompressed), mounts the host's root read-only at /host (tag ``hostroot``) with the guest's /proc,
 /sys and /dev bound over it and the writable export at its host path, then runs
 ``chroot /host python3 -B agent plan`` and powers off. Lines starting ``FTLAB-INIT`` report its progress on the console.
 
@@ -21,7 +22,8 @@ import io
 import os
 import stat
 
-from .install import GUEST_MODULES, KernelInfo, module_path, static_busybox
+from .install import GUEST_MODULES, KernelInfo, static_busybox
+from .kernels import module_bytes
 from ..errors import OracleError
 
 INIT = """#!/bin/busybox sh
@@ -70,8 +72,9 @@ def cpio_newc(entries: list[tuple[str, int, bytes, tuple[int, int]]]) -> bytes:
     return buf.getvalue()
 
 
-def init_script() -> str:
-    return INIT.replace("MODULES", " ".join(GUEST_MODULES))
+def init_script(modules: tuple[str, ...] | list[str] = GUEST_MODULES) -> str:
+    """/init, loading ``modules`` in order (default: the 6.1 guest's)."""
+    return INIT.replace("MODULES", " ".join(modules))
 
 
 def build(info: KernelInfo, cache_dir: str) -> str:
@@ -81,11 +84,8 @@ def build(info: KernelInfo, cache_dir: str) -> str:
         raise OracleError("no static busybox (run: ftlab oracle setup)")
     with open(bb, "rb") as f:
         busybox = f.read()
-    mods = []
-    for m in GUEST_MODULES:
-        with open(module_path(info, m), "rb") as f:
-            mods.append((m, f.read()))
-    init = init_script().encode()
+    mods = [(m, module_bytes(path)) for m, path in info.guest_modules()]
+    init = init_script([m for m, _ in mods]).encode()
     h = hashlib.sha256(busybox + init)
     for m, data in mods:
         h.update(m.encode() + data)

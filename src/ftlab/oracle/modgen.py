@@ -17,6 +17,11 @@ Three kinds of module, all written for this project (GPL-2.0, like the kernel in
   ftrace_set_filter), registered with register_ftrace_direct_multi to one of two assembler
   trampolines ``my_tramp1`` / ``my_tramp2`` (parameter ``tramp``; writing it after the load calls
   modify_ftrace_direct_multi and returns its errno). Each trampoline counts its calls in ``hits``.
+  For a kernel whose direct API is per ops without the suffix (``api="ops"``, 6.12:
+  register_ftrace_direct, unregister_ftrace_direct with free_filters, modify_ftrace_direct), the
+  same module with those calls, and trampolines that account the call depth on entry
+  (``CALL_DEPTH_ACCOUNT``, empty unless the kernel tracks call depth), as 6.12's own
+  direct-call samples do.
 
 A module's name is derived from its source (``lp_<patch>_<hash>``, ``kp_<label>_<hash>``,
 ``op_<name>_<hash>``, ``dc_<name>_<hash>``), so one build directory holds every module and an unchanged source is
@@ -193,7 +198,7 @@ _TRAMP_ASM = """\
 \tASM_ENDBR
 \t"\tpushq %rbp\\n"
 \t"\tmovq %rsp, %rbp\\n"
-\t"\tpushq %rdi\\n"
+{depth}\t"\tpushq %rdi\\n"
 \t"\tpushq %rsi\\n"
 \t"\tpushq %rdx\\n"
 \t"\tpushq %rcx\\n"
@@ -214,12 +219,33 @@ _TRAMP_ASM = """\
 """
 
 
-def direct_module(name: str) -> ModuleSource:
-    """A plain direct-call client named ``name`` (targets and trampoline are load parameters)."""
-    asm = "asm(\n" + _TRAMP_ASM.format(t="my_tramp1", n=1) + _TRAMP_ASM.format(t="my_tramp2", n=2) + ");\n\n"
+#: The direct API's calls per ``api`` (see the module docstring): register, modify and
+#: unregister (``OPS`` is the ops, ``ADDR`` the trampoline), and whether unregister frees the filter.
+_DIRECT_API = {
+    "multi": ("register_ftrace_direct_multi(OPS, ADDR)", "modify_ftrace_direct_multi(OPS, ADDR)",
+              "unregister_ftrace_direct_multi(OPS, ADDR)", False),
+    "ops": ("register_ftrace_direct(OPS, ADDR)", "modify_ftrace_direct(OPS, ADDR)",
+            "unregister_ftrace_direct(OPS, ADDR, true)", True),
+}
+
+
+def direct_module(name: str, api: str = "multi") -> ModuleSource:
+    """A plain direct-call client named ``name`` (targets and trampoline are load parameters),
+    for the kernel's direct ``api`` (``multi``: 6.1; ``ops``: 6.12)."""
+    if api not in _DIRECT_API:
+        raise OracleError(f"unknown direct API {api!r}")
+    reg, mod, unreg, frees = _DIRECT_API[api]
+
+    def call(template: str, addr: str) -> str:
+        return template.replace("OPS", "&ftlab_direct_ops").replace("ADDR", addr)
+
+    depth = "\tCALL_DEPTH_ACCOUNT\n" if api == "ops" else ""
+    asm = ("asm(\n" + _TRAMP_ASM.format(t="my_tramp1", n=1, depth=depth)
+           + _TRAMP_ASM.format(t="my_tramp2", n=2, depth=depth) + ");\n\n")
     src = (HEADER + "#include <linux/atomic.h>\n#include <linux/ftrace.h>\n#include <linux/kernel.h>\n"
            "#include <linux/module.h>\n#include <linux/moduleparam.h>\n#include <linux/string.h>\n"
-           "#include <asm/ibt.h>\n#include <asm/linkage.h>\n\n"
+           "#include <asm/ibt.h>\n#include <asm/linkage.h>\n"
+           + ("#include <asm/nospec-branch.h>\n" if api == "ops" else "") + "\n"
            "/* The trampolines save the argument registers, count, and return into the traced\n"
            " * function (or wherever ftrace_regs_caller left its return address). */\n"
            "static atomic_t ftlab_hits[2] = { ATOMIC_INIT(0), ATOMIC_INIT(0) };\n\n"
@@ -236,7 +262,7 @@ def direct_module(name: str) -> ModuleSource:
            "\tif (sysfs_streq(val, \"my_tramp1\"))\n\t\tsel = 1;\n"
            "\telse if (sysfs_streq(val, \"my_tramp2\"))\n\t\tsel = 2;\n\telse\n\t\treturn -EINVAL;\n"
            "\tif (ftlab_registered) {\n"
-           "\t\tret = modify_ftrace_direct_multi(&ftlab_direct_ops, ftlab_tramp_addr(sel));\n"
+           f"\t\tret = {call(mod, 'ftlab_tramp_addr(sel)')};\n"
            "\t\tif (ret)\n\t\t\treturn ret;\n\t}\n\tftlab_tramp_sel = sel;\n\treturn 0;\n}\n\n"
            "static int ftlab_tramp_get(char *buf, const struct kernel_param *kp)\n{\n"
            "\treturn scnprintf(buf, PAGE_SIZE, \"my_tramp%d\\n\", ftlab_tramp_sel);\n}\n\n"
@@ -254,12 +280,12 @@ def direct_module(name: str) -> ModuleSource:
            "\twhile ((fn = strsep(&cur, \",\")) != NULL) {\n\t\tif (!*fn)\n\t\t\tcontinue;\n"
            "\t\tret = ftrace_set_filter(&ftlab_direct_ops, fn, strlen(fn), 0);\n"
            "\t\tif (ret)\n\t\t\tgoto fail;\n\t}\n"
-           "\tret = register_ftrace_direct_multi(&ftlab_direct_ops, ftlab_tramp_addr(ftlab_tramp_sel));\n"
+           f"\tret = {call(reg, 'ftlab_tramp_addr(ftlab_tramp_sel)')};\n"
            "\tif (ret)\n\t\tgoto fail;\n\tftlab_registered = true;\n\treturn 0;\nfail:\n"
            "\tftrace_free_filter(&ftlab_direct_ops);\n\treturn ret;\n}\n\n"
            "static void __exit ftlab_direct_exit(void)\n{\n"
-           "\tunregister_ftrace_direct_multi(&ftlab_direct_ops, ftlab_tramp_addr(ftlab_tramp_sel));\n"
-           "\tftrace_free_filter(&ftlab_direct_ops);\n}\n\n"
+           f"\t{call(unreg, 'ftlab_tramp_addr(ftlab_tramp_sel)')};\n"
+           + ("" if frees else "\tftrace_free_filter(&ftlab_direct_ops);\n") + "}\n\n"
            "module_init(ftlab_direct_init);\nmodule_exit(ftlab_direct_exit);\n"
            f"MODULE_DESCRIPTION({_c_string('ftlab oracle direct-call client ' + name)});\n"
            "MODULE_LICENSE(\"GPL\");\n")

@@ -19,6 +19,9 @@ both sides:
   synthetic BTF ids), module suffixes `` [module]`` dropped (the oracle's module names carry a
   hash), and symbol sizes kept only for symbols whose size the model knows from the real kernel
   (:data:`ftlab.model.views.SYMBOL_SIZES`, and the one-page BPF image); other sizes read ``SIZE``;
+  the record's head is kept as printed: 6.1's `` (%ld)`` and three flag slots (R, I, D), or
+  6.12's five (R, I, D, then ``O`` and a sticky ``M``), so a model printing 6.12's columns is
+  checked on them;
 * for a call: ``body`` (``original``, a live patch's name, or null when an fmod_ret program
   skipped it), ``programs`` (BPF programs in firing order), ``fexit`` (what each fexit program
   saw), ``retval`` (what the caller got), ``hooks`` (kprobe pre/post handlers, direct trampolines,
@@ -26,6 +29,19 @@ both sides:
   returns is written ``<patch>``: the model's replacement bodies return a marker, the oracle's
   return 0 (a /proc show function must), so only "the patched body's value" compares;
 * ``ftrace_dead`` and ``warn`` (a WARN during the step).
+
+That is the *strict* comparison, used when the model runs the kernel's own policy. When the
+model stands in with another kernel's policy (a 6.12 kernel against ``linux-6.1``, while the
+model has no ``linux-6.12``), the comparison is *loose* (``strict=False``): records compare on
+their count, R/I/D flags and what they name (trampoline owner, list function, direct target
+kind), with the new columns dropped (:func:`head_fields`) and every size read ``SIZE`` (the
+model's sizes are another kernel's). The text as printed, with its columns and sizes, stays in
+``enabled_text`` (addresses and BPF keys normalised only), which is reported but not compared.
+
+6.12's ``M`` is sticky for the life of the kernel, and one guest runs many scenarios: for a
+function that an earlier scenario of the same guest modified (its record already had ``M``
+when the scenario began, ``touched_before`` in the results), the slot is history that no fresh
+model state has, so :func:`observe` reads it ``?`` on both sides (``sticky``).
 """
 
 from __future__ import annotations
@@ -44,18 +60,73 @@ CALL_KEYS = ("body", "programs", "fexit", "retval", "hooks")
 
 _BPF_KEY = re.compile(r"bpf_trampoline_\d+(?:_\d+)?")
 _SYM = re.compile(r"(?P<sym>[A-Za-z_][A-Za-z0-9_.]*)\+0x(?P<off>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)(?: \[[A-Za-z0-9_]+\])?")
+#: The head of an enabled_functions record: ``name[ [module]] (count)`` and the flag slots,
+#: three (6.1: R, I, D) or five (6.12: then O, and M with its trailing space).
+_HEAD = re.compile(r"^(?P<name>\S+(?: \[[^\]]+\])?) \((?P<count>\d+)\)(?P<r> R|  )(?P<i> I|  )(?P<d> D|  )"
+                   r"(?:(?P<o> O|  )(?P<m> M |   ))?(?P<rest>(?:[ \t\n].*)?)$", re.S)
 _FEXIT = re.compile(r"^fexit (?P<name>\S+) sees (?P<value>-?\d+)$")
 _BODY_RET = re.compile(r" returns (?P<value>-?\d+)$")
 
 
-def normalize_record(rec: str) -> str:
-    """One enabled_functions record, comparable across model and kernel (see the module docstring)."""
-    text = views.normalize_addresses(rec)
+def head_fields(rec: str) -> dict[str, Any] | None:
+    """The head of a record: ``{"name", "count", "R", "I", "D", "O", "M", "columns", "rest"}``
+    (``columns``: 3 for 6.1's layout, 5 for 6.12's; O and M None in 6.1's); None if it is not one."""
+    m = _HEAD.match(rec)
+    if m is None:
+        return None
+    five = m.group("m") is not None
+    return {"name": m.group("name"), "count": int(m.group("count")), "R": m.group("r") == " R",
+            "I": m.group("i") == " I", "D": m.group("d") == " D",
+            "O": (m.group("o") == " O") if five else None, "M": (m.group("m") == " M ") if five else None,
+            "columns": 5 if five else 3, "rest": m.group("rest")}
+
+
+def three_columns(rec: str) -> str:
+    """``rec`` with 6.12's O and M slots dropped (6.1's layout); a 6.1 record is unchanged."""
+    h = head_fields(rec)
+    if h is None or h["columns"] == 3:
+        return rec
+    return (f"{h['name']} ({h['count']})" + (" R" if h["R"] else "  ") + (" I" if h["I"] else "  ")
+            + (" D" if h["D"] else "  ") + h["rest"])
+
+
+def record_text(rec: str) -> str:
+    """A record as printed, with only what can never compare normalised: raw addresses
+    (``ADDR``), BPF image keys (``bpf_trampoline_KEY``) and module suffixes of symbols."""
+    text = _BPF_KEY.sub("bpf_trampoline_KEY", views.normalize_addresses(rec))
+    return _SYM.sub(lambda m: f"{m.group('sym')}+0x{m.group('off')}/0x{m.group('size')}", text)
+
+
+def sticky_m(records: list[str] | None) -> frozenset[str]:
+    """Names (``name[ [module]]``) whose records show 6.12's sticky ``M``."""
+    out = set()
+    for r in records or []:
+        h = head_fields(r)
+        if h is not None and h["M"]:
+            out.add(h["name"])
+    return frozenset(out)
+
+
+def _mask_m(rec: str) -> str:
+    h = head_fields(rec)
+    if h is None or h["columns"] == 3:
+        return rec
+    return (f"{h['name']} ({h['count']})" + (" R" if h["R"] else "  ") + (" I" if h["I"] else "  ")
+            + (" D" if h["D"] else "  ") + (" O" if h["O"] else "  ") + " ? " + h["rest"])
+
+
+def normalize_record(rec: str, strict: bool = True, sticky: frozenset[str] = frozenset()) -> str:
+    """One enabled_functions record, comparable across model and kernel (see the module
+    docstring); ``strict=False``: 6.1's three columns and no sizes; ``sticky``: functions whose
+    ``M`` an earlier scenario set (read ``?``)."""
+    if strict and sticky and rec.split(" (", 1)[0] in sticky:
+        rec = _mask_m(rec)
+    text = views.normalize_addresses(rec if strict else three_columns(rec))
     text = _BPF_KEY.sub("bpf_trampoline_KEY", text)
 
     def sym(m: re.Match[str]) -> str:
         name = m.group("sym")
-        known = name in views.SYMBOL_SIZES or name.startswith("bpf_trampoline_")
+        known = strict and (name in views.SYMBOL_SIZES or name.startswith("bpf_trampoline_"))
         size = f"0x{m.group('size')}" if known else "SIZE"
         return f"{name}+0x{m.group('off')}/{size}"
 
@@ -81,11 +152,14 @@ def _value(v: Any, body: Any, body_ret: Any) -> Any:
     return v
 
 
-def observe(raw: dict[str, Any]) -> dict[str, Any]:
-    """The compared observables of one raw step record (model or kernel, same code)."""
+def observe(raw: dict[str, Any], strict: bool = True, sticky: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The compared observables of one raw step record (model or kernel, same code); with
+    ``strict=False`` also ``enabled_text``, the records as printed (not compared)."""
     obs: dict[str, Any] = {"result": raw.get("result"),
-                           "enabled": [normalize_record(r) for r in raw.get("enabled") or []],
+                           "enabled": [normalize_record(r, strict, sticky) for r in raw.get("enabled") or []],
                            "ftrace_dead": raw.get("ftrace_dead"), "warn": raw.get("warn")}
+    if not strict:
+        obs["enabled_text"] = [record_text(r) for r in raw.get("enabled") or []]
     call = raw.get("call")
     if call:
         body, bret = call.get("body"), call.get("body_ret")

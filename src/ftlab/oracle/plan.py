@@ -23,6 +23,8 @@ from ..model.catalogue import sym_name
 from ..scenario.runner import describe_step
 from ..scenario.schema import (BpfStep, CallStep, DirectStep, KprobeStep, LivepatchStep, OpsStep, Scenario, ShowStep,
                                TracerStep, TransitionStep)
+from . import kernels
+from .kernels import KernelSeries
 from .modgen import ModuleSource, direct_module, kprobe_module, livepatch_module, ops_module
 from .targets import CALLABLE, DIRECT_TRAMPS
 
@@ -82,8 +84,11 @@ def touched_functions(scenario: Scenario) -> list[str]:
 
 
 def plan_scenario(scenario: Scenario, lines: dict, source: str, btf_funcs: dict[str, Any],
-                  sid: str | None = None) -> PlannedScenario:
-    """Turn ``scenario`` into agent steps; InputError (``FILE:LINE``) if the oracle cannot replay it."""
+                  sid: str | None = None, kernel: KernelSeries | None = None) -> PlannedScenario:
+    """Turn ``scenario`` into agent steps for the kernel series ``kernel`` (default 6.1: it decides
+    how the direct-call module is written); InputError (``FILE:LINE``) if the oracle cannot
+    replay it."""
+    kernel = kernel or kernels.get(kernels.DEFAULT)
     steps: list[dict[str, Any]] = []
     modules: list[ModuleSource] = []
     direct_names: dict[str, str] = {}
@@ -145,7 +150,7 @@ def plan_scenario(scenario: Scenario, lines: dict, source: str, btf_funcs: dict[
                 raise InputError(f"the oracle's direct client has trampolines {', '.join(DIRECT_TRAMPS)} "
                                  f"(not {step.tramp!r})", where(i))
             if step.direct == "register":
-                mod = direct_module(step.name)
+                mod = direct_module(step.name, kernel.direct_api)
                 modules.append(mod)
                 direct_names[step.name] = mod.name
                 st.update(op="direct_register", name=step.name, module=mod.name,

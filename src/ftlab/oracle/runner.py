@@ -30,7 +30,7 @@ from typing import Any, Callable
 from ..errors import OracleError
 from ..scenario.schema import Scenario
 from . import btf as btf_mod
-from . import initramfs, install, modgen, qemu
+from . import initramfs, install, kernels, modgen, qemu
 from .plan import PlannedScenario, btf_subset, plan_scenario
 
 AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent.py")
@@ -69,9 +69,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[-60:] or "scenario"
 
 
-def _read_results(path: str) -> tuple[list[dict], dict | None]:
+def _read_results(path: str) -> tuple[list[dict], dict | None, list[str] | None]:
     steps: list[dict] = []
     summary = None
+    before = None
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:
@@ -84,36 +85,55 @@ def _read_results(path: str) -> tuple[list[dict], dict | None]:
                     continue
                 if "summary" in rec:
                     summary = rec["summary"]
+                elif "touched_before" in rec:
+                    before = rec["touched_before"]
                 else:
                     steps.append(rec)
     except OSError:
         pass
-    return steps, summary
+    return steps, summary, before
+
+
+def _write_json(path: str, doc: Any, indent: int | None = None) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=indent)
+    os.replace(tmp, path)
 
 
 def run(items: list[Item], out_dir: str, *, progress: Callable[[str], None] | None = None,
         ready_s: float = 120.0, stall_s: float = 150.0, memory_mb: int = 1024,
-        post_plan: Callable[[list[PlannedScenario]], None] | None = None) -> dict[str, Any]:
-    """Replay ``items`` on the real kernel; write and return the results document.
+        post_plan: Callable[[list[PlannedScenario]], None] | None = None,
+        kernel: str = install.SERIES) -> dict[str, Any]:
+    """Replay ``items`` on the real kernel of series ``kernel`` (``6.1``, ``6.12``: see
+    :mod:`ftlab.oracle.kernels`); write and return the results document.
 
-    ``{"format": 1, "kernel": str, "build_s", "wall_s", "boots": [{"index", "scenarios": [id...],
+    ``{"format": 1, "kernel": str, "series": str, "policy": str (the model policy of the
+    series), "build_s", "wall_s", "boots": [{"index", "scenarios": [id...],
     "wall_s", "ready_s", "ended", "exit_code", "reason"}], "scenarios": [{"id", "source",
     "status": "clean" | "dirty" | "hung" | "crashed" | "not-run", "boot", "wall_s", "problems",
-    "steps": [agent step record...]}]}``
+    "touched", "touched_before": null | [touched_functions record...], "steps": [agent step record...]}]}``
+
+    ``touched_before``: the touched_functions records (6.12; null where the kernel has no such
+    file) of the scenario's functions when it began, i.e. what earlier scenarios of the same
+    guest left there (a sticky ``M``).
 
     ``post_plan`` (optional) is called with the planned scenarios before anything is built, and may
     insert agent steps (e.g. ``{"op": "snapshot", ...}``, see the agent's ``snapshot``).
     """
     say = progress or (lambda s: None)
     t0 = time.monotonic()
-    info = install.ensure()
+    spec = kernels.get(kernel)
+    info = install.ensure(series=spec.series)
     cdir = cache_dir(info.version)
     with cache_lock(cdir):
-        btf = btf_mod.kernel_btf(info.vmlinuz, cdir,
-                                 {m: install.module_path(info, m) for m in install.GUEST_MODULES})
+        btf = btf_mod.kernel_btf(info.vmlinuz, cdir, dict(info.guest_modules()),
+                                 kbuild_vmlinux=os.path.join(info.kbuild_dir, "vmlinux"))
     planned: list[PlannedScenario] = []
     for n, it in enumerate(items, 1):
-        planned.append(plan_scenario(it.scenario, it.lines, it.source, btf["funcs"], sid=f"{n:02d}-{_slug(os.path.basename(it.source).rsplit('.', 1)[0])}"))
+        planned.append(plan_scenario(it.scenario, it.lines, it.source, btf["funcs"],
+                                     sid=f"{n:02d}-{_slug(os.path.basename(it.source).rsplit('.', 1)[0])}",
+                                     kernel=spec))
     if post_plan is not None:  # hook: a caller may add agent steps (ftlab preflight's snapshot steps)
         post_plan(planned)
     out_dir = os.path.abspath(out_dir)
@@ -138,8 +158,7 @@ def run(items: list[Item], out_dir: str, *, progress: Callable[[str], None] | No
         nboot = len(boots) + 1
         plan = {"kernel": info.version, "btf": btf_subset(btf, planned), "out": out_dir, "scenarios": todo}
         plan_path = os.path.join(out_dir, f"plan-{nboot}.json")
-        with open(plan_path, "w", encoding="utf-8") as f:
-            json.dump(plan, f)
+        _write_json(plan_path, plan)
         say(f"boot {nboot}: {len(todo)} scenario(s)")
         current: dict[str, Any] = {"id": None}
 
@@ -179,7 +198,7 @@ def run(items: list[Item], out_dir: str, *, progress: Callable[[str], None] | No
         todo = [s for s in todo if s["id"] not in done]
     scenarios = []
     for s, p in zip(specs, planned):
-        steps, summary = _read_results(os.path.join(out_dir, s["file"]))
+        steps, summary, before = _read_results(os.path.join(out_dir, s["file"]))
         st = status[s["id"]]
         if st["status"] in ("hung", "crashed") and len(steps) < len(s["steps"]):
             nxt = s["steps"][len(steps)]
@@ -189,12 +208,24 @@ def run(items: list[Item], out_dir: str, *, progress: Callable[[str], None] | No
                           "synthetic": True, "notes": st["problems"]})
         scenarios.append({"id": s["id"], "source": p.source, "status": st["status"], "boot": st["boot"],
                           "wall_s": (summary or {}).get("wall_s", st.get("wall_s")), "problems": st["problems"],
-                          "touched": s["touched"], "steps": steps})
-    doc = {"format": RESULTS_FORMAT, "kernel": info.version, "build_s": round(build_s, 2),
-           "wall_s": round(time.monotonic() - t0, 2), "boots": boots, "scenarios": scenarios}
-    with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1)
+                          "touched": s["touched"], "touched_before": before, "steps": steps})
+    doc = {"format": RESULTS_FORMAT, "kernel": info.version, "series": spec.series, "policy": spec.policy,
+           "build_s": round(build_s, 2), "wall_s": round(time.monotonic() - t0, 2), "boots": boots,
+           "scenarios": scenarios}
+    _write_json(os.path.join(out_dir, "results.json"), doc, indent=1)
     return doc
+
+
+def kernel_out_dir(out_dir: str, series: str, several: bool) -> str:
+    """Where one kernel's results go: ``out_dir`` itself, or its subfolder ``<series>`` when
+    several kernels run (``--kernel all``)."""
+    return os.path.join(out_dir, series) if several else out_dir
+
+
+def run_kernels(items: list[Item], out_dir: str, series: list[str], **kw: Any) -> dict[str, dict[str, Any]]:
+    """:func:`run` on each kernel of ``series`` in turn (one after the other, never side by side);
+    series -> results document."""
+    return {s: run(items, kernel_out_dir(out_dir, s, len(series) > 1), kernel=s, **kw) for s in series}
 
 
 def load_results(path: str) -> dict[str, Any]:
