@@ -34,7 +34,8 @@ from .model.arch import ARCHES
 from .model.policies import policy_names
 from .scenario import load_scenario, load_scenario_text
 from .scenario.compare import compare
-from .scenario.runner import RunResult, run_scenario, show_view
+from .actions import show_view
+from .scenario.runner import RunResult, run_scenario
 from .scenario.schema import Scenario
 
 

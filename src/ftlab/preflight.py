@@ -46,9 +46,9 @@ from .model.flags import FTRACE_FL, FTRACE_OPS_FL
 from .model.invariants import check_all
 from .model.kernel import Kernel
 from .model.policies.registry import POLICIES, policy_names
-from .scenario.runner import _Run, describe_step, body_label, record_changes, ref_indices
-from .scenario.schema import (BpfStep, CallStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, OpsStep,
-                              TracerStep, TransitionStep)
+from . import actions
+from .actions import (ACTION_SYNTAX, BpfStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, OpsStep, RunContext,
+                      TracerStep, TransitionStep, body_label, record_changes)
 from . import catalogues
 
 SNAPSHOT_FORMAT = 1
@@ -220,9 +220,44 @@ def parse_enabled_functions(text: str, where: str = "enabled_functions") -> list
 class Action:
     """One replayed client action: ``kind`` and its arguments; ``why`` says what evidence it rests on."""
 
-    kind: str       # livepatch | transition-hold | bpf | kprobe | direct | tracer | ops
+    kind: str       # livepatch | bpf | kprobe | direct | tracer | ops
     args: dict[str, Any]
     why: str
+
+    def apply(self, run: RunContext) -> int:
+        """Replay this action as the scenario steps it stands for (:mod:`ftlab.actions`); the
+        kernel's answer. A live patch found in transition is enabled with a task held in one of
+        its functions (``patching``), or enabled and then disabled so (``unpatching``)."""
+        a = self.args
+        if self.kind == "livepatch":
+            funcs = [FuncRef(name=n, sympos=p) for n, p in a["funcs"]]
+            verb = "replace" if a.get("replace", False) else "enable"
+            ret = run.apply(LivepatchStep(livepatch=verb, patch=a["name"], funcs=funcs,
+                                          hold=a["state"] == "patching")).ret
+            if ret == 0 and a["state"] == "unpatching":
+                if livepatch.klp_in_transition(run.k):
+                    run.apply(TransitionStep(transition="complete"))
+                ret = run.apply(LivepatchStep(livepatch="disable", patch=a["name"], hold=True)).ret
+            assert isinstance(ret, int)
+            return ret
+        step: Any
+        if self.kind == "bpf":
+            step = BpfStep(bpf="attach", prog=a["prog"], kind=a["kind"], target=FuncRef(name=a["target"]))
+        elif self.kind == "kprobe":
+            step = KprobeStep(kprobe="add", target=FuncRef(name=a["target"]), post=a["post"])
+        elif self.kind == "direct":
+            step = DirectStep(direct="register", name=a["name"], targets=[FuncRef(name=t) for t in a["targets"]],
+                              tramp=a["tramp"])
+        elif self.kind == "tracer":
+            step = TracerStep(tracer=a.get("tracer", "function"), filter=a["filter"], notrace=a["notrace"])
+        elif self.kind == "ops":
+            step = OpsStep(ops="register", name=a["name"], funcs=[FuncRef(name=f) for f in a["funcs"]],
+                           ipmodify=a["ipmodify"], save_regs=a["save_regs"])
+        else:  # pragma: no cover - a development error
+            raise AssertionError(self.kind)
+        ret = run.apply(step).ret
+        assert isinstance(ret, int)
+        return ret
 
     def describe(self) -> str:
         a = self.args
@@ -547,38 +582,6 @@ def _order(actions: list[Action]) -> list[Action]:
     return sorted(actions, key=lambda a: rank.get(a.kind, 9))
 
 
-def apply_action(k: Kernel, run: _Run, a: Action) -> int:
-    """Replay one reconstructed action; returns the kernel's answer."""
-    x = a.args
-    if a.kind == "livepatch":
-        ret = livepatch.livepatch_enable(k, x["name"], list(x["funcs"]), replace=x.get("replace", False),
-                                         hold=x["state"] == "patching")
-        if ret == 0 and x["state"] == "unpatching":
-            if livepatch.klp_in_transition(k):
-                livepatch.klp_transition_complete(k)
-            ret = livepatch.livepatch_disable(k, x["name"], hold=True)
-        return ret
-    if a.kind == "bpf":
-        prog = bpf.BpfProgram(x["prog"], x["kind"], x["target"], 0, 0)
-        ret = bpf.bpf_attach(k, prog)
-        if ret == 0:
-            run.progs[x["prog"]] = prog
-        return ret
-    if a.kind == "kprobe":
-        return kprobes.register_kprobe(k, x["target"], x["post"], x["target"])
-    if a.kind == "direct":
-        return direct_client.direct_client_load(k, x["name"], x["targets"], x["tramp"])
-    if a.kind == "tracer":
-        ret = tracer.set_ftrace_filter(k, " ".join(x["filter"]))
-        if ret == 0:
-            ret = tracer.set_ftrace_notrace(k, " ".join(x["notrace"]))
-        return ret or tracer.current_tracer(k, x.get("tracer", "function"))
-    if a.kind == "ops":
-        ips = [k.cat.ip(k.cat.indices(f)[0]) for f in x["funcs"]]
-        return ops_client.ops_client_register(k, x["name"], ips, x["ipmodify"], x["save_regs"])
-    raise AssertionError(a.kind)
-
-
 def _rec_key(text: str) -> dict[str, tuple[int, frozenset[str], str | None]]:
     out = {}
     for r in parse_enabled_functions(text):
@@ -613,18 +616,18 @@ def compare_records(k: Kernel, snap_records: list[Record]) -> list[str]:
 class Rebuilt:
     label: str
     kernel: Kernel
-    run: _Run
+    run: RunContext
     replay: list[dict[str, Any]]
     mismatches: list[str]
 
 
 def rebuild(snap: Snapshot, rec: Reconstruction, label: str, actions: list[Action]) -> Rebuilt:
     k = Kernel(snap.catalogue, policy=rec.policy)
-    run = _Run(k)
+    run = RunContext(k)
     replay = []
     for a in _order(actions):
         try:
-            ret = apply_action(k, run, a)
+            ret = a.apply(run)
             res = errno_name(ret)
         except KernelOops:
             res = "Oops"
@@ -637,186 +640,20 @@ def rebuild(snap: Snapshot, rec: Reconstruction, label: str, actions: list[Actio
 # ---------------------------------------------------------------------------------------------
 # Proposed actions
 # ---------------------------------------------------------------------------------------------
-ACTION_SYNTAX = (
-    "livepatch enable|replace --func F[,SYMPOS]... [--name P] | livepatch disable P | transition complete | "
-    "bpf attach fentry|fexit|fmod_ret F [--prog NAME] [--ret N] | bpf detach NAME | "
-    "kprobe add F [--post] [--name L] | kprobe remove L | tracer function|function_graph [--filter G...] [--notrace G...] | "
-    "tracer nop | direct register F... [--name N] [--tramp my_trampN] | direct modify N --tramp T | "
-    "direct unregister N | ops register F... [--name N] [--ipmodify] [--save-regs] | ops unregister N | call F "
-    "(F: NAME or MODULE:NAME)")
-
-
-def _opts(tokens: list[str], spec: dict[str, str], where: str) -> tuple[list[str], dict[str, Any]]:
-    """Split ``tokens`` into positionals and options. spec: option -> 'flag' | 'one' | 'many'."""
-    pos: list[str] = []
-    opts: dict[str, Any] = {}
-    i = 0
-    while i < len(tokens):
-        t = tokens[i]
-        if t.startswith("--"):
-            kind = spec.get(t)
-            if kind is None:
-                raise InputError(f"unknown option {t} (expected {', '.join(spec) or 'none'})", where)
-            if kind == "flag":
-                opts[t] = True
-                i += 1
-                continue
-            vals = []
-            i += 1
-            while i < len(tokens) and not tokens[i].startswith("--"):
-                vals.append(tokens[i])
-                i += 1
-                if kind == "one":
-                    break
-            if not vals:
-                raise InputError(f"{t} needs a value", where)
-            opts.setdefault(t, []).extend(vals)
-        else:
-            pos.append(t)
-            i += 1
-    return pos, opts
-
-
-def _ref(text: str, where: str) -> dict[str, Any]:
-    name, _, pos = text.partition(",")
-    if not name or (pos and not pos.isdigit()):
-        raise InputError(f"bad function {text!r} (NAME, MODULE:NAME, or either with ,SYMPOS)", where)
-    return {"name": name, "sympos": int(pos) if pos else 0}
-
-
 def parse_action(text: str, n: int, counters: dict[str, int]) -> Any:
-    """One proposed action (``ACTION_SYNTAX``) -> a scenario step; InputError ``action N: ...``."""
-    where = f"action {n}"
-    try:
-        tok = shlex.split(text)
-    except ValueError as e:
-        raise InputError(f"{e}", where) from None
-    if not tok:
-        raise InputError("empty action", where)
-    verb, rest = tok[0], tok[1:]
-
-    def one(pos: list[str], what: str) -> str:
-        if len(pos) != 1:
-            raise InputError(f"{verb} {what}: expected exactly one name, got {len(pos)}: {' '.join(pos) or '-'}", where)
-        return pos[0]
-
-    def fresh(prefix: str) -> str:
-        counters[prefix] = counters.get(prefix, 0) + 1
-        return f"{prefix}{counters[prefix]}"
-
-    try:
-        if verb == "livepatch":
-            if not rest or rest[0] not in ("enable", "replace", "disable"):
-                raise InputError("livepatch enable|replace|disable", where)
-            sub = rest[0]
-            if sub == "disable":
-                pos, _ = _opts(rest[1:], {}, where)
-                return LivepatchStep(livepatch="disable", patch=one(pos, "disable"))
-            pos, o = _opts(rest[1:], {"--func": "many", "--name": "one", "--replace": "flag"}, where)
-            funcs = [_ref(f, where) for f in o.get("--func", []) + pos]
-            if not funcs:
-                raise InputError(f"livepatch {sub} needs --func F", where)
-            sub = "replace" if o.get("--replace") else sub
-            return LivepatchStep(livepatch=sub, patch=(o.get("--name") or [fresh("preflight_p")])[0], funcs=funcs)
-        if verb == "transition":
-            if rest != ["complete"]:
-                raise InputError("transition complete", where)
-            return TransitionStep(transition="complete")
-        if verb == "bpf":
-            if not rest or rest[0] not in ("attach", "detach"):
-                raise InputError("bpf attach|detach", where)
-            if rest[0] == "detach":
-                pos, _ = _opts(rest[1:], {}, where)
-                return BpfStep(bpf="detach", prog=one(pos, "detach"))
-            pos, o = _opts(rest[1:], {"--prog": "one", "--ret": "one"}, where)
-            if len(pos) != 2 or pos[0] not in ("fentry", "fexit", "fmod_ret"):
-                raise InputError("bpf attach fentry|fexit|fmod_ret FUNC", where)
-            ret = (o.get("--ret") or ["0"])[0]
-            if not re.fullmatch(r"-?\d+", ret):
-                raise InputError(f"--ret {ret!r}: not an integer", where)
-            return BpfStep(bpf="attach", kind=pos[0], target=_ref(pos[1], where),
-                           prog=(o.get("--prog") or [fresh(f"preflight_{pos[0]}")])[0], ret=int(ret))
-        if verb == "kprobe":
-            if not rest or rest[0] not in ("add", "remove"):
-                raise InputError("kprobe add|remove", where)
-            pos, o = _opts(rest[1:], {"--post": "flag", "--name": "one"}, where)
-            target = one(pos, rest[0])
-            name = (o.get("--name") or [None])[0]
-            return KprobeStep(kprobe=rest[0], target=_ref(target, where), name=name, post=bool(o.get("--post")))
-        if verb == "tracer":
-            if not rest or rest[0] not in ("function", "function_graph", "nop"):
-                raise InputError("tracer function|function_graph|nop", where)
-            pos, o = _opts(rest[1:], {"--filter": "many", "--notrace": "many"}, where)
-            if pos:
-                raise InputError(f"unexpected {' '.join(pos)} (use --filter / --notrace)", where)
-            return TracerStep(tracer=rest[0], filter=o.get("--filter", []), notrace=o.get("--notrace", []))
-        if verb == "direct":
-            if not rest or rest[0] not in ("register", "modify", "unregister"):
-                raise InputError("direct register|modify|unregister", where)
-            pos, o = _opts(rest[1:], {"--name": "one", "--tramp": "one"}, where)
-            tramp = (o.get("--tramp") or ["my_tramp1"])[0]
-            if not tramp.startswith(direct_client.TRAMP_PREFIX):
-                raise InputError(f"--tramp {tramp!r}: the model's direct client has trampolines my_tramp*", where)
-            if rest[0] == "register":
-                if not pos:
-                    raise InputError("direct register needs functions", where)
-                return DirectStep(direct="register", name=(o.get("--name") or [fresh("preflight_direct")])[0],
-                                  targets=[_ref(p, where) for p in pos], tramp=tramp)
-            return DirectStep(direct=rest[0], name=one(pos, rest[0]), tramp=tramp)
-        if verb == "ops":
-            if not rest or rest[0] not in ("register", "unregister"):
-                raise InputError("ops register|unregister", where)
-            pos, o = _opts(rest[1:], {"--name": "one", "--ipmodify": "flag", "--save-regs": "flag"}, where)
-            if rest[0] == "unregister":
-                return OpsStep(ops="unregister", name=one(pos, "unregister"))
-            if not pos:
-                raise InputError("ops register needs functions", where)
-            return OpsStep(ops="register", name=(o.get("--name") or [fresh("preflight_ops")])[0],
-                           funcs=[_ref(p, where) for p in pos], ipmodify=bool(o.get("--ipmodify")),
-                           save_regs=bool(o.get("--save-regs")))
-        if verb == "call":
-            pos, _ = _opts(rest, {}, where)
-            ref = _ref(one(pos, "call"), where)
-            return CallStep(call=ref["name"], sympos=ref["sympos"])
-    except InputError:
-        raise
-    except ValueError as e:  # pydantic validation
-        raise InputError(str(e).splitlines()[0] if str(e) else "invalid", where) from None
-    raise InputError(f"unknown action {verb!r}; syntax: {ACTION_SYNTAX}", where)
+    """Proposed action ``n`` in its command-line form (:data:`ftlab.actions.ACTION_SYNTAX`) -> a
+    scenario step; InputError ``action N: ...``."""
+    return actions.parse_action(text, f"action {n}", counters)
 
 
 def check_action_names(step: Any, cat: Catalogue, where: str) -> None:
-    refs: list[FuncRef] = []
-    if isinstance(step, LivepatchStep):
-        refs = list(step.funcs)
-    elif isinstance(step, (BpfStep, KprobeStep)) and getattr(step, "target", None) is not None:
-        refs = [step.target]  # type: ignore[list-item]
-    elif isinstance(step, DirectStep):
-        refs = list(step.targets)
-    elif isinstance(step, OpsStep):
-        refs = list(step.funcs)
-    elif isinstance(step, CallStep):
-        refs = [FuncRef(name=step.call, sympos=step.sympos)]
-    for r in refs:
-        idx = ref_indices(cat, r, livepatch=isinstance(step, LivepatchStep))
-        if not idx:
-            raise InputError(cat.unknown_function(r.name, "the snapshot's available_filter_functions"), where)
-        if r.sympos > len(idx):
-            raise InputError(f"{r.name!r} has {len(idx)} occurrence(s); sympos {r.sympos} is out of range", where)
+    """The functions ``step`` names are in the snapshot's catalogue."""
+    actions.check_functions(step, cat, where, "the snapshot's available_filter_functions")
 
 
 def step_functions(step: Any) -> list[str]:
-    if isinstance(step, LivepatchStep):
-        return [f.name for f in step.funcs]
-    if isinstance(step, (BpfStep, KprobeStep)):
-        return [step.target.name] if step.target is not None else []
-    if isinstance(step, DirectStep):
-        return [f.name for f in step.targets]
-    if isinstance(step, OpsStep):
-        return [f.name for f in step.funcs]
-    if isinstance(step, CallStep):
-        return [step.call]
-    return []
+    """The names of the functions ``step`` names."""
+    return [f.name for f in actions.step_functions(step)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -889,7 +726,7 @@ def explain(k: Kernel, step: Any, errno: str, policy: str) -> str:
         return f"-{errno}: the client refuses (already registered, or not registered)"
     if errno == "ENOENT":
         return "-ENOENT: nothing of that name is loaded/attached"
-    return f"-{errno}: returned by the model of {describe_step(step)} (see ftlab run on an equivalent scenario)"
+    return f"-{errno}: returned by the model of {actions.describe(step)} (see ftlab run on an equivalent scenario)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -923,8 +760,8 @@ def predict_variant(rb: Rebuilt, steps: list[Any], texts: list[str], policy: str
         before = dict(k.recs)
         nev = len(k.events)
         try:
-            ret, _, _ = run.apply(step)
-            result = errno_name(ret)
+            ret = run.apply(step).ret
+            result = errno_name(ret) if isinstance(ret, int) else ret
         except KernelOops:
             result = "Oops"
         changes = record_changes(k, before)
@@ -932,7 +769,7 @@ def predict_variant(rb: Rebuilt, steps: list[Any], texts: list[str], policy: str
         called = [_call_summary(k, f) for f in touched] if result != "Oops" else []
         now = set(check_all(k)) if result != "Oops" else set()
         broken = sorted(now - baseline)
-        item = {"index": n, "action": text, "step": describe_step(step), "result": result,
+        item = {"index": n, "action": text, "step": actions.describe(step), "result": result,
                 "why": None if result == "ok" else explain(before_k, step, result, policy),
                 "changes": changes, "calls": called, "broken": broken,
                 "events": [str(e) for e in k.events[nev:]],

@@ -17,6 +17,7 @@ import yaml
 
 from ..model.invariants import check_all
 from .checker import Checker, Counterexample, Result
+from ..actions import step_document
 from ..model.sched import Task, run_tasks
 from .interleavings import explore_interleavings
 from .universe import Action, FtraceModel, UniverseSpec
@@ -171,7 +172,7 @@ def state_lines(k: Any) -> list[str]:
     registered kprobes, and whether ftrace is dead."""
     from ..model import views
     from ..model.clients import kprobes, livepatch
-    from ..scenario.runner import bpf_trampolines_view
+    from ..actions import bpf_trampolines_view
 
     out = [f"ops: {line}" for line in views.ops_list(k).splitlines()]
     records: list[str] = []
@@ -240,12 +241,7 @@ def _kernel_doc(model: FtraceModel) -> dict[str, Any]:
 
 
 def _step_doc(a: Action) -> dict[str, Any]:
-    st = a.step.model_dump(exclude_none=True, exclude_defaults=True)
-    for k in ("livepatch", "bpf", "kprobe", "tracer", "direct", "ops"):
-        if hasattr(a.step, k):
-            st[k] = getattr(a.step, k)
-    _unwrap_refs(st)
-    return st
+    return step_document(a.step)
 
 
 def interleaving_scenario(model: FtraceModel, group: GroupReport, bad: dict[str, Any]) -> dict[str, Any]:
@@ -256,15 +252,6 @@ def interleaving_scenario(model: FtraceModel, group: GroupReport, bad: dict[str,
                   "schedule": list(bad["schedule"])})
     return {"description": f"{bad['kind']} under {model.policy}: {bad['detail']}", "kernel": _kernel_doc(model),
             "check_invariants": True, "steps": steps}
-
-
-def _unwrap_refs(st: dict[str, Any]) -> None:
-    for key in ("funcs", "targets"):
-        if key in st:
-            st[key] = [r["name"] if not r.get("sympos") else r for r in st[key]]
-    if isinstance(st.get("target"), dict):
-        r = st["target"]
-        st["target"] = r["name"] if not r.get("sympos") else r
 
 
 def dump_scenario(doc: dict[str, Any]) -> str:

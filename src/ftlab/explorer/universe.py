@@ -34,77 +34,29 @@ from ..model.invariants import INVARIANTS, Caller
 from ..model._copy import clone
 from ..model.kernel import Kernel
 from ..model.policies import get_policy
-from ..scenario.runner import _Run
-from ..scenario.schema import DEFAULT_POLICY, ArchName, PolicyName, BpfStep, CallStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, OpsStep, TracerStep
+from ..actions import UNIVERSE_CLIENTS, CallStep, FuncRef, RunContext, Strict, UniverseClient
+from ..scenario.schema import DEFAULT_POLICY, ArchName, PolicyName
 from .checker import Property
 from .. import catalogues
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LivepatchClient(_Strict):
-    livepatch: str
-    funcs: list[str] = Field(min_length=1)
-    replace: bool = False
-
-
-class BpfClient(_Strict):
-    bpf: str
-    kind: Literal["fentry", "fexit", "fmod_ret"]
-    target: str
-    ret: int = 0
-
-
-class KprobeClient(_Strict):
-    kprobe: str
-    target: str
-    post: bool = False
-
-
-class TracerClient(_Strict):
-    tracer: str = "function"          # the client's key (its name is always "tracer")
-    kind: Literal["function", "function_graph"] = "function"
-    filter: list[str] = Field(default_factory=list)
-    notrace: list[str] = Field(default_factory=list)
-
-
-class DirectClient(_Strict):
-    direct: str
-    targets: list[str] = Field(min_length=1)
-    modify: bool = False
-
-
-class OpsClient(_Strict):
-    ops: str
-    funcs: list[str] = Field(min_length=1)
-    ipmodify: bool = False
-    save_regs: bool = False
-
-
-_CLIENT_KEYS = ("livepatch", "bpf", "kprobe", "tracer", "direct", "ops")
-
-
 def _client_tag(v: Any) -> str | None:
     if isinstance(v, BaseModel):
-        return next((key for key in _CLIENT_KEYS if hasattr(v, key)), None)
+        return next((key for key in UNIVERSE_CLIENTS if key in type(v).model_fields), None)
     if not isinstance(v, dict):
         return None
-    keys = [key for key in v if key in _CLIENT_KEYS]
+    keys = [key for key in v if key in UNIVERSE_CLIENTS]
     return keys[0] if len(keys) == 1 else None
 
 
 ClientSpec = Annotated[
-    Union[Annotated[LivepatchClient, Tag("livepatch")], Annotated[BpfClient, Tag("bpf")],
-          Annotated[KprobeClient, Tag("kprobe")], Annotated[TracerClient, Tag("tracer")],
-          Annotated[DirectClient, Tag("direct")], Annotated[OpsClient, Tag("ops")]],
+    Union[tuple(Annotated[c.schema, Tag(key)] for key, c in UNIVERSE_CLIENTS.items())],  # type: ignore[valid-type]
     Discriminator(_client_tag, custom_error_type="client_kind",
-                  custom_error_message="a client needs exactly one kind key: " + ", ".join(_CLIENT_KEYS)),
+                  custom_error_message="a client needs exactly one kind key: " + ", ".join(UNIVERSE_CLIENTS)),
 ]
 
 
-class ConcurrentGroup(_Strict):
+class ConcurrentGroup(Strict):
     """Actions to run concurrently (``together``), after a sequential prefix (``after``).
 
     Actions are named ``<verb> <client>``: ``enable p1``, ``attach fx``, ``add kp``, ...
@@ -114,7 +66,7 @@ class ConcurrentGroup(_Strict):
     together: list[str] = Field(min_length=2, max_length=3)
 
 
-class UniverseSpec(_Strict):
+class UniverseSpec(Strict):
     """A universe file."""
 
     description: str = ""
@@ -130,11 +82,16 @@ class UniverseSpec(_Strict):
     concurrent: list[ConcurrentGroup] = Field(default_factory=list)
 
 
-def client_name(c: ClientSpec) -> str:
-    for attr in ("livepatch", "bpf", "kprobe", "direct", "ops"):
-        if hasattr(c, attr):
-            return getattr(c, attr)
-    return "tracer"
+def client_kind(c: BaseModel) -> UniverseClient:
+    """The registry's universe-client kind of ``c``."""
+    tag = _client_tag(c)
+    assert tag is not None
+    return UNIVERSE_CLIENTS[tag]
+
+
+def client_name(c: BaseModel) -> str:
+    """A universe client's name."""
+    return client_kind(c).name(c)
 
 
 @dataclass(frozen=True)
@@ -167,7 +124,7 @@ class World:
 
     __slots__ = ("run", "on", "ended", "_caller")
 
-    def __init__(self, run: _Run, on: frozenset[str], ended: str | None = None) -> None:
+    def __init__(self, run: RunContext, on: frozenset[str], ended: str | None = None) -> None:
         self.run = run
         self.on = on
         #: "Oops" when an action oopsed the kernel, "ModelError" when the model refused to go on:
@@ -229,36 +186,7 @@ class FtraceModel:
     def _build_actions(self) -> None:
         for c in self.spec.clients:
             n = client_name(c)
-            acts = self.actions_of[n]
-            if isinstance(c, LivepatchClient):
-                verb = "replace" if c.replace else "enable"
-                funcs = [self._ref(f) for f in c.funcs]
-                acts.append(Action(n, verb, LivepatchStep(livepatch=verb, patch=n, funcs=funcs)))
-                acts.append(Action(n, "disable", LivepatchStep(livepatch="disable", patch=n)))
-            elif isinstance(c, BpfClient):
-                acts.append(Action(n, "attach", BpfStep(bpf="attach", prog=n, kind=c.kind,
-                                                        target=self._ref(c.target), ret=c.ret)))
-                acts.append(Action(n, "detach", BpfStep(bpf="detach", prog=n)))
-            elif isinstance(c, KprobeClient):
-                t = self._ref(c.target)
-                acts.append(Action(n, "add", KprobeStep(kprobe="add", target=t, name=n, post=c.post)))
-                acts.append(Action(n, "remove", KprobeStep(kprobe="remove", target=t, name=n)))
-            elif isinstance(c, TracerClient):
-                acts.append(Action(n, c.kind, TracerStep(tracer=c.kind, filter=c.filter,
-                                                         notrace=c.notrace)))
-                acts.append(Action(n, "nop", TracerStep(tracer="nop")))
-            elif isinstance(c, OpsClient):
-                fs = [self._ref(f) for f in c.funcs]
-                acts.append(Action(n, "register", OpsStep(ops="register", name=n, funcs=fs, ipmodify=c.ipmodify,
-                                                          save_regs=c.save_regs)))
-                acts.append(Action(n, "unregister", OpsStep(ops="unregister", name=n)))
-            elif isinstance(c, DirectClient):
-                ts = [self._ref(f) for f in c.targets]
-                acts.append(Action(n, "register", DirectStep(direct="register", name=n, targets=ts,
-                                                             tramp="my_tramp1")))
-                if c.modify:
-                    acts.append(Action(n, "modify", DirectStep(direct="modify", name=n, tramp="my_tramp2")))
-                acts.append(Action(n, "unregister", DirectStep(direct="unregister", name=n)))
+            self.actions_of[n] = [Action(n, verb, step) for verb, step in client_kind(c).actions(c, self._ref)]
 
     def action(self, label: str) -> Action:
         """The action called ``label`` (``<verb> <client>`` or ``call <function>``); InputError if there is none."""
@@ -318,7 +246,7 @@ class FtraceModel:
         return Kernel(self.cat, policy=get_policy(self.policy, self.mutations), arch=self.spec.arch)
 
     def init_states(self) -> list[World]:
-        return [World(_Run(self.new_kernel()), frozenset())]
+        return [World(RunContext(self.new_kernel()), frozenset())]
 
     def actions(self, w: World) -> list[Action]:
         if w.ended:

@@ -14,23 +14,19 @@ tokens that are plain names.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
+from .. import actions
+from ..actions import BpfStep, CallStep, DirectStep, KprobeStep, LivepatchStep, OpsStep, ShowStep, TracerStep
 from ..errors import InputError
 from ..model.catalogue import sym_name
-from ..scenario.runner import describe_step
-from ..scenario.schema import (BpfStep, CallStep, DirectStep, KprobeStep, LivepatchStep, OpsStep, Scenario, ShowStep,
-                               TracerStep, TransitionStep)
+from ..scenario.schema import Scenario
 from . import kernels
 from .kernels import KernelSeries
 from .modgen import ModuleSource, direct_module, kprobe_module, livepatch_module, ops_module
 from .targets import CALLABLE, DIRECT_TRAMPS
 
-#: ``ops`` steps (a module's own ftrace_ops), where the schema has them.
-
-_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 
 @dataclass
@@ -56,7 +52,7 @@ class PlannedScenario:
 
 def describe(step: Any) -> str:
     """A step in words, as the model's runner shows it (``StepResult.action``)."""
-    return describe_step(step)
+    return actions.describe(step)
 
 
 def touched_functions(scenario: Scenario) -> list[str]:
@@ -64,21 +60,7 @@ def touched_functions(scenario: Scenario) -> list[str]:
     enabled_functions names them (``name [module]`` for a module's)."""
     seen: dict[str, None] = {}
     for step in scenario.steps:
-        if isinstance(step, LivepatchStep):
-            names = [f.name for f in step.funcs]
-        elif isinstance(step, (BpfStep, KprobeStep)):
-            names = [step.target.name] if step.target is not None else []
-        elif isinstance(step, DirectStep):
-            names = [f.name for f in step.targets]
-        elif isinstance(step, OpsStep):
-            names = [f.name for f in step.funcs]
-        elif isinstance(step, CallStep):
-            names = [step.call]
-        elif isinstance(step, TracerStep):
-            names = [t for t in step.filter + step.notrace if _PLAIN_NAME.match(t)]
-        else:
-            names = []
-        for n in names:
+        for n in actions.reported_names(step):
             seen.setdefault(sym_name(n), None)  # as the record's head reads
     return list(seen)
 
@@ -96,89 +78,118 @@ def plan_scenario(scenario: Scenario, lines: dict, source: str, btf_funcs: dict[
     def where(i: int) -> str:
         return f"{source}:{lines.get(('steps', i), 1)}"
 
-    def need_btf(name: str, i: int) -> None:
-        if name not in btf_funcs:
-            raise InputError(f"{name!r} has no BTF in the guest kernel (a BPF program cannot attach to it)", where(i))
-
     if scenario.kernel.arch != "x86_64":
         raise InputError(f"the oracle runs x86_64 only (the scenario asks for {scenario.kernel.arch})",
                          f"{source}:{lines.get(('kernel',), 1)}")
     if scenario.kernel.catalogue not in ("embedded", "oracle-guest"):
         raise InputError("the oracle replays on the real kernel: use the embedded catalogue (or oracle-guest, "
                          "with the guest's modules)", f"{source}:{lines.get(('kernel',), 1)}")
+    ctx = _Planning(kernel, btf_funcs, modules, direct_names)
     for i, step in enumerate(scenario.steps):
-        st: dict[str, Any] = {"action": describe(step)}
-        if isinstance(step, LivepatchStep):
-            if step.livepatch == "disable":
-                st.update(op="livepatch_disable", patch=step.patch)
-            else:
-                funcs = []
-                for f in step.funcs:
-                    if f.name not in CALLABLE:
-                        raise InputError(f"the oracle can live-patch only {', '.join(CALLABLE)} (not {f.name!r})",
-                                         where(i))
-                    if f.sympos > 1:
-                        raise InputError(f"{f.name!r} is unique: sympos {f.sympos} does not exist", where(i))
-                    funcs.append((f.name, f.sympos))
-                mod = livepatch_module(step.patch, funcs, replace=step.livepatch == "replace")
-                modules.append(mod)
-                st.update(op="livepatch_enable", patch=step.patch, module=mod.name,
-                          replace=step.livepatch == "replace", funcs=[f for f, _ in funcs])
-        elif isinstance(step, TransitionStep):
-            st.update(op="transition")
-        elif isinstance(step, BpfStep):
-            if step.bpf == "attach":
-                assert step.target is not None and step.kind is not None
-                if step.target.sympos > 1:
-                    raise InputError("BPF attaches by BTF id: sympos is not supported", where(i))
-                need_btf(step.target.name, i)
-                st.update(op="bpf_attach", prog=step.prog, kind=step.kind, target=step.target.name, ret=step.ret)
-            else:
-                st.update(op="bpf_detach", prog=step.prog)
-        elif isinstance(step, KprobeStep):
-            label = step.name or step.target.name
-            if step.kprobe == "add":
-                mod = kprobe_module(label, step.target.name, step.post)
-                modules.append(mod)
-                st.update(op="kprobe_add", label=label, module=mod.name, target=step.target.name, post=step.post)
-            else:
-                st.update(op="kprobe_remove", label=label)
-        elif isinstance(step, TracerStep):
-            st.update(op="tracer", tracer=step.tracer, filter=list(step.filter), notrace=list(step.notrace))
-        elif isinstance(step, DirectStep):
-            if step.tramp not in DIRECT_TRAMPS:
-                raise InputError(f"the oracle's direct client has trampolines {', '.join(DIRECT_TRAMPS)} "
-                                 f"(not {step.tramp!r})", where(i))
-            if step.direct == "register":
-                mod = direct_module(step.name, kernel.direct_api)
-                modules.append(mod)
-                direct_names[step.name] = mod.name
-                st.update(op="direct_register", name=step.name, module=mod.name,
-                          targets=[f.name for f in step.targets], tramp=step.tramp)
-            elif step.direct == "modify":
-                st.update(op="direct_modify", name=step.name, tramp=step.tramp)
-            else:
-                st.update(op="direct_unregister", name=step.name)
-        elif isinstance(step, OpsStep):
-            if step.ops == "register":
-                if any(f.sympos > 1 for f in step.funcs):
-                    raise InputError("the oracle's ops module filters by name: sympos is not supported", where(i))
-                mod = ops_module(step.name, step.ipmodify, step.save_regs)
-                modules.append(mod)
-                st.update(op="ops_register", name=step.name, module=mod.name, targets=[f.name for f in step.funcs])
-            else:
-                st.update(op="ops_unregister", name=step.name)
-        elif isinstance(step, CallStep):
-            c = CALLABLE.get(step.call)
-            if c is None:
-                raise InputError(f"the oracle can call only {', '.join(CALLABLE)} (not {step.call!r})", where(i))
-            st.update(op="call", func=step.call, how=c.how)
-        elif isinstance(step, ShowStep):
-            st.update(op="show", view=step.show)
-        else:
+        planner = PLANNERS.get(actions.kind_of(step).key)
+        if planner is None:
             raise InputError(f"the oracle cannot replay {type(step).__name__} steps", where(i))
+        st: dict[str, Any] = {"action": describe(step)}
+        st.update(planner(ctx, step, where(i)))
         steps.append(st)
     return PlannedScenario(sid or source, source, steps, touched_functions(scenario), modules)
+
+
+@dataclass
+class _Planning:
+    """What the planners of one scenario share."""
+
+    kernel: KernelSeries
+    btf_funcs: dict[str, Any]
+    modules: list[ModuleSource]
+    direct_names: dict[str, str]
+
+
+def _plan_livepatch(ctx: _Planning, step: LivepatchStep, where: str) -> dict[str, Any]:
+    if step.livepatch == "disable":
+        return {"op": "livepatch_disable", "patch": step.patch}
+    if step.hold:
+        raise InputError("the oracle cannot hold a task in a live-patched function (hold)", where)
+    funcs = []
+    for f in step.funcs:
+        if f.name not in CALLABLE:
+            raise InputError(f"the oracle can live-patch only {', '.join(CALLABLE)} (not {f.name!r})", where)
+        if f.sympos > 1:
+            raise InputError(f"{f.name!r} is unique: sympos {f.sympos} does not exist", where)
+        funcs.append((f.name, f.sympos))
+    mod = livepatch_module(step.patch, funcs, replace=step.livepatch == "replace")
+    ctx.modules.append(mod)
+    return {"op": "livepatch_enable", "patch": step.patch, "module": mod.name,
+            "replace": step.livepatch == "replace", "funcs": [f for f, _ in funcs]}
+
+
+def _plan_bpf(ctx: _Planning, step: BpfStep, where: str) -> dict[str, Any]:
+    if step.bpf != "attach":
+        return {"op": "bpf_detach", "prog": step.prog}
+    assert step.target is not None and step.kind is not None
+    if step.target.sympos > 1:
+        raise InputError("BPF attaches by BTF id: sympos is not supported", where)
+    if step.target.name not in ctx.btf_funcs:
+        raise InputError(f"{step.target.name!r} has no BTF in the guest kernel (a BPF program cannot attach to it)",
+                         where)
+    return {"op": "bpf_attach", "prog": step.prog, "kind": step.kind, "target": step.target.name, "ret": step.ret}
+
+
+def _plan_kprobe(ctx: _Planning, step: KprobeStep, where: str) -> dict[str, Any]:
+    label = step.name or step.target.name
+    if step.kprobe != "add":
+        return {"op": "kprobe_remove", "label": label}
+    mod = kprobe_module(label, step.target.name, step.post)
+    ctx.modules.append(mod)
+    return {"op": "kprobe_add", "label": label, "module": mod.name, "target": step.target.name, "post": step.post}
+
+
+def _plan_direct(ctx: _Planning, step: DirectStep, where: str) -> dict[str, Any]:
+    if step.tramp not in DIRECT_TRAMPS:
+        raise InputError(f"the oracle's direct client has trampolines {', '.join(DIRECT_TRAMPS)} "
+                         f"(not {step.tramp!r})", where)
+    if step.direct == "register":
+        mod = direct_module(step.name, ctx.kernel.direct_api)
+        ctx.modules.append(mod)
+        ctx.direct_names[step.name] = mod.name
+        return {"op": "direct_register", "name": step.name, "module": mod.name,
+                "targets": [f.name for f in step.targets], "tramp": step.tramp}
+    if step.direct == "modify":
+        return {"op": "direct_modify", "name": step.name, "tramp": step.tramp}
+    return {"op": "direct_unregister", "name": step.name}
+
+
+def _plan_ops(ctx: _Planning, step: OpsStep, where: str) -> dict[str, Any]:
+    if step.ops != "register":
+        return {"op": "ops_unregister", "name": step.name}
+    if any(f.sympos > 1 for f in step.funcs):
+        raise InputError("the oracle's ops module filters by name: sympos is not supported", where)
+    mod = ops_module(step.name, step.ipmodify, step.save_regs)
+    ctx.modules.append(mod)
+    return {"op": "ops_register", "name": step.name, "module": mod.name, "targets": [f.name for f in step.funcs]}
+
+
+def _plan_call(ctx: _Planning, step: CallStep, where: str) -> dict[str, Any]:
+    c = CALLABLE.get(step.call)
+    if c is None:
+        raise InputError(f"the oracle can call only {', '.join(CALLABLE)} (not {step.call!r})", where)
+    return {"op": "call", "func": step.call, "how": c.how}
+
+
+#: How the agent replays each kind of step (the registry's keys; a kind missing here is one the
+#: oracle cannot replay, and says so).
+PLANNERS: dict[str, Callable[[_Planning, Any, str], dict[str, Any]]] = {
+    "livepatch": _plan_livepatch,
+    "transition": lambda ctx, step, where: {"op": "transition"},
+    "bpf": _plan_bpf,
+    "kprobe": _plan_kprobe,
+    "tracer": lambda ctx, step, where: {"op": "tracer", "tracer": step.tracer, "filter": list(step.filter),
+                                        "notrace": list(step.notrace)},
+    "direct": _plan_direct,
+    "ops": _plan_ops,
+    "call": _plan_call,
+    "show": lambda ctx, step, where: {"op": "show", "view": step.show},
+}
 
 
 def btf_subset(btf: dict[str, Any], scenarios: list[PlannedScenario]) -> dict[str, Any]:
