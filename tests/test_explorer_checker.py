@@ -51,7 +51,7 @@ def test_depth_bound_cuts_the_search():
 
 
 def test_symmetry_merges_states_and_keeps_the_violation():
-    r = Checker(Counter()).symmetry(lambda k: tuple(sorted(k))).run()
+    r = Checker(Counter()).symmetry(lambda s: tuple(sorted(s))).run()
     assert r.states == 10 and r.counterexample("not_both_three").depth == 6
 
 
@@ -118,7 +118,7 @@ def test_workers_give_the_same_result_as_one_process(monkeypatch, workers, split
         elif config == "stop":
             c.stop_at_first()
         elif config == "symmetry":
-            c.symmetry(lambda k: tuple(sorted(k)))
+            c.symmetry(lambda s: tuple(sorted(s)))
         return c
 
     one = build().run()

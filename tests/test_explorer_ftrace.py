@@ -188,3 +188,64 @@ def test_a_model_error_is_a_counterexample_not_a_crash(monkeypatch):
     rep = explore(universe("direct-client-kprobe-tracer"), "linux-6.1", 3, threads=0)
     cx = rep.result.counterexample("no_model_error")
     assert cx.depth == 1 and cx.messages == [f"{cx.actions[0]}: lock misuse in a broken model"]
+
+
+SYMMETRIC_PAIRS = """
+policy: POLICY
+functions: [f, g, security_task_getsid]
+clients:
+  - livepatch: p1
+    funcs: [f]
+  - livepatch: p2
+    funcs: [f]
+  - bpf: x1
+    kind: fexit
+    target: f
+  - bpf: x2
+    kind: fexit
+    target: f
+  - kprobe: k1
+    target: g
+    post: true
+  - kprobe: k2
+    target: g
+    post: true
+  - direct: d1
+    targets: [g]
+  - direct: d2
+    targets: [g]
+  - ops: o1
+    funcs: [security_task_getsid]
+  - ops: o2
+    funcs: [security_task_getsid]
+"""
+
+
+@pytest.mark.parametrize("policy", ["seed-v2", "linux-6.1"])
+@pytest.mark.parametrize("first,second", [("enable p1", "attach x1"), ("attach x1", "enable p1"),
+                                          ("add k1", "register d1"), ("register d1", "register o1"),
+                                          ("register o1", "add k1")])
+def test_the_key_of_a_state_under_a_renaming_is_the_key_of_the_renamed_state(policy, first, second):
+    # the typed renaming must reach every place a client's name is held: swapping the names of
+    # interchangeable clients in the key of a state gives the key of the state the swapped
+    # actions reach
+    model = FtraceModel(load_universe_text(SYMMETRIC_PAIRS.replace("POLICY", policy), "u.yaml"))
+    swap = {"p1": "p2", "p2": "p1", "x1": "x2", "x2": "x1", "k1": "k2", "k2": "k1", "d1": "d2", "d2": "d1",
+            "o1": "o2", "o2": "o1"}
+
+    def reach(labels):
+        w = model.init_states()[0]
+        for label in labels:
+            w, _ = model.apply(w, model.action(label))
+        return w
+
+    def swapped(label):
+        verb, name = label.split()
+        return f"{verb} {swap[name]}"
+
+    one = reach([first, second])
+    other = reach([swapped(first), swapped(second)])
+    assert model.key(one) != model.key(other)
+    assert model.key(one, lambda n: swap.get(n, n)) == model.key(other)
+    canon = model.symmetry()
+    assert canon is not None and canon(one) == canon(other)

@@ -120,7 +120,7 @@ class Checker(Generic[S, A]):
     def __init__(self, model: Model[S, A]) -> None:
         self.model = model
         self._depth: int | None = None
-        self._symmetry: Callable[[Hashable], Hashable] | None = None
+        self._symmetry: Callable[[S], Hashable] | None = None
         self._max_states: int | None = None
         self._stop_at_first = False
         self._progress: Callable[[dict[str, Any]], None] | None = None
@@ -139,8 +139,9 @@ class Checker(Generic[S, A]):
         self._depth = n
         return self
 
-    def symmetry(self, canon: Callable[[Hashable], Hashable] | None) -> "Checker[S, A]":
-        """Identify states whose keys map to the same representative."""
+    def symmetry(self, canon: Callable[[S], Hashable] | None) -> "Checker[S, A]":
+        """Identify states by ``canon(state)``: a representative key of each state's orbit under
+        the model's symmetry (it replaces ``model.key`` in the visited set)."""
         self._symmetry = canon
         return self
 
@@ -240,8 +241,7 @@ class Checker(Generic[S, A]):
         lead = rank == 0
 
         def key_of(state: S) -> Hashable:
-            k = model.key(state)
-            return canon(k) if canon is not None else k
+            return canon(state) if canon is not None else model.key(state)
 
         def record(name: str, node: int, msgs: list[str], extra_action: int | None = None) -> None:
             violated.add(name)

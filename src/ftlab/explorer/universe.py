@@ -33,6 +33,7 @@ from ..model.errno import errno_name
 from ..model.invariants import INVARIANTS, Caller
 from ..model._copy import clone
 from ..model.kernel import Kernel
+from ..model.naming import Rename
 from ..model.policies import get_policy
 from ..actions import UNIVERSE_CLIENTS, CallStep, FuncRef, RunContext, Strict, UniverseClient
 from ..scenario.schema import DEFAULT_POLICY, ArchName, PolicyName
@@ -104,19 +105,6 @@ class Action:
 
     def __str__(self) -> str:
         return f"{self.verb} {self.client}"
-
-
-def _stable(obj: Any) -> Any:
-    """``obj`` with every set replaced by a sorted tuple, so that its repr is canonical."""
-    if isinstance(obj, (set, frozenset)):
-        return ("<set>",) + tuple(sorted((_stable(x) for x in obj), key=repr))
-    if isinstance(obj, tuple):
-        return tuple(_stable(x) for x in obj)
-    if isinstance(obj, list):
-        return [_stable(x) for x in obj]
-    if isinstance(obj, dict):
-        return {"<dict>": sorted(((_stable(k), _stable(v)) for k, v in obj.items()), key=repr)}
-    return obj
 
 
 class World:
@@ -203,15 +191,18 @@ class FtraceModel:
         assert out is not None
         return out[0], out[1]["result"]
 
-    def symmetry(self) -> "Callable[[Hashable], Hashable] | None":
-        """Canonical form under renaming of interchangeable clients (same spec but the name).
+    def symmetry(self) -> "Callable[[World], Hashable] | None":
+        """A representative key of each state under renamings of interchangeable clients (same
+        spec but the name), or None when no two clients are interchangeable.
 
         Sound because names are the only thing that tells such clients apart: every state
         reached with one assignment of names is reached with the swapped one, with the same
-        outcomes. None when no two clients are interchangeable.
+        outcomes. The key of a state under each renaming is computed on the state itself (each
+        part of the model spells the client names it holds through the renaming:
+        :mod:`ftlab.model.naming`); the representative is the one whose printed form sorts
+        first, a fixed choice within each orbit.
         """
         import itertools
-        import re
 
         groups: dict[str, list[str]] = {}
         for c in self.spec.clients:
@@ -222,22 +213,17 @@ class FtraceModel:
         groups_l = [g for g in groups.values() if len(g) > 1]
         if not groups_l:
             return None
-        names = [n for g in groups_l for n in g]
-        pat = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-                         + r")(?![A-Za-z0-9_])")
-        perms = [dict(zip(g, p)) for g in groups_l for p in itertools.permutations(g)]
         per_group = [[dict(zip(g, p)) for p in itertools.permutations(g)] for g in groups_l]
-        mappings = []
+        renamings = []
         for combo in itertools.product(*per_group):
             m: dict[str, str] = {}
             for part in combo:
                 m.update(part)
-            mappings.append(m)
-        del perms
+            if any(a != b for a, b in m.items()):
+                renamings.append(lambda name, m=m: m.get(name, name))
 
-        def canon(key: Hashable) -> Hashable:
-            text = repr(_stable(key))
-            return min(pat.sub(lambda mo: m[mo.group(1)], text) for m in mappings)
+        def canon(w: World) -> Hashable:
+            return min([self.key(w)] + [self.key(w, nm) for nm in renamings], key=repr)
 
         return canon
 
@@ -279,8 +265,10 @@ class FtraceModel:
                 nw.on = w.on - {a.client}
         return nw, {"result": result}
 
-    def key(self, w: World) -> Hashable:
-        return (w.k.full_key(), w.on, len(w.k.warnings), w.k.ftrace_disabled, w.ended)
+    def key(self, w: World, nm: Rename | None = None) -> Hashable:
+        """The world's canonical key (``nm``: a renaming of its clients' names)."""
+        on = w.on if nm is None else frozenset(nm(c) for c in w.on)
+        return (w.k.full_key(nm), tuple(sorted(on)), len(w.k.warnings), w.k.ftrace_disabled, w.ended)
 
     def properties(self) -> list[Property]:
         props = [Property(inv.name, inv.doc, (lambda w, inv=inv: inv(w.k, w.caller()))) for inv in INVARIANTS]

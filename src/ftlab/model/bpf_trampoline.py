@@ -84,6 +84,7 @@ from .calls import CallContext, addr_str, run_body
 from .calltable import CallTable, install
 from .errno import Errno
 from .locks import mutex_is_locked, mutex_lock, mutex_unlock
+from .naming import Rename, spell
 from .ops import Addr, ftrace_ops
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -168,6 +169,10 @@ class BpfProgram:
     def __str__(self) -> str:
         return f"{self.kind}:{self.name}"
 
+    def spelled(self, nm: Rename | None) -> str:
+        """``str(self)`` with the program's name renamed (:mod:`ftlab.model.naming`)."""
+        return f"{self.kind}:{spell(nm, self.name)}"
+
 
 @dataclass(eq=False)
 class bpf_tramp_link:
@@ -203,8 +208,8 @@ class bpf_tramp_image:
     progs: tuple[tuple[BpfProgram, ...], ...] = ((), (), ())
     orig_call: Addr = 0
 
-    def key_tuple(self) -> tuple:
-        return (self.addr, int(self.flags), tuple(tuple(str(p) for p in ps) for ps in self.progs),
+    def key_tuple(self, nm: Rename | None = None) -> tuple:
+        return (self.addr, int(self.flags), tuple(tuple(p.spelled(nm) for p in ps) for ps in self.progs),
                 self.orig_call)
 
 
@@ -239,11 +244,11 @@ class bpf_trampoline:
     flags: int = 0                # 6.1
     extension_prog: BpfProgram | None = None  # freplace; never set by this model
 
-    def key_tuple(self) -> tuple:
-        """Hashable value of this trampoline (canonical state forms)."""
+    def key_tuple(self, nm: Rename | None = None) -> tuple:
+        """Hashable value of this trampoline (canonical state forms; ``nm``: client renaming)."""
         return (self.key, self.refcnt, self.func_addr, self.ftrace_managed,
-                tuple(tuple(str(link.prog) for link in lst) for lst in self.progs_hlist),
-                tuple(self.progs_cnt), self.cur_image.key_tuple() if self.cur_image else None,
+                tuple(tuple(link.prog.spelled(nm) for link in lst) for lst in self.progs_hlist),
+                tuple(self.progs_cnt), self.cur_image.key_tuple(nm) if self.cur_image else None,
                 self.selector, self.indirect_call, int(self.flags))
 
 
@@ -256,9 +261,9 @@ class BpfState:
     trampoline_table: dict[int, bpf_trampoline] = field(default_factory=dict)
     links: dict[BpfProgram, bpf_tramp_link] = field(default_factory=dict)
 
-    def key(self) -> tuple:
-        return (tuple(tr.key_tuple() for _, tr in sorted(self.trampoline_table.items())),
-                tuple(sorted((str(p), link.key) for p, link in self.links.items())))
+    def key(self, nm: Rename | None = None) -> tuple:
+        return (tuple(tr.key_tuple(nm) for _, tr in sorted(self.trampoline_table.items())),
+                tuple(sorted((p.spelled(nm), link.key) for p, link in self.links.items())))
 
 
 def bpf_state(k: "Kernel") -> BpfState:

@@ -33,20 +33,24 @@ class CallTable:
     callbacks: Mapping[str, Callback] = field(default_factory=dict)
     code: Mapping[str, Code] = field(default_factory=dict)
     prefixes: tuple[tuple[str, Code], ...] = ()
+    #: how a client's code addresses (by prefix) spell its name: ``fn(addr, rename) -> addr``
+    renamers: tuple[tuple[str, Callable[[str, Callable[[str], str]], str]], ...] = ()
 
     def merged(self, other: "CallTable") -> "CallTable":
         """This table with ``other``'s entries added (``other`` wins on the same name or prefix)."""
         if other is self or not (other.callbacks or other.code or other.prefixes):
             return self
         keep = tuple((p, fn) for p, fn in self.prefixes if p not in dict(other.prefixes))
+        keep_r = tuple((p, fn) for p, fn in self.renamers if p not in dict(other.renamers))
         return CallTable({**self.callbacks, **other.callbacks}, {**self.code, **other.code},
-                         keep + other.prefixes)
+                         keep + other.prefixes, keep_r + other.renamers)
 
     def contains(self, other: "CallTable") -> bool:
         """Does this table already have every entry of ``other``."""
         return (all(self.callbacks.get(n) is fn for n, fn in other.callbacks.items())
                 and all(self.code.get(a) is fn for a, fn in other.code.items())
-                and all(p in self.prefixes for p in other.prefixes))
+                and all(p in self.prefixes for p in other.prefixes)
+                and all(r in self.renamers for r in other.renamers))
 
     def callback(self, func: Any) -> Callback | None:
         """The behaviour of ops->func ``func``, if any."""
@@ -62,6 +66,14 @@ class CallTable:
                 if addr.startswith(p):
                     return fn
         return None
+
+    def rename_addr(self, addr: Any, nm: Callable[[str], str]) -> Any:
+        """Code address ``addr`` with the client name it holds renamed (unchanged if none)."""
+        if isinstance(addr, str):
+            for p, fn in self.renamers:
+                if addr.startswith(p):
+                    return fn(addr, nm)
+        return addr
 
     def __deepcopy__(self, memo: dict[int, Any]) -> "CallTable":  # a frozen value: share it
         return self

@@ -23,6 +23,7 @@ from .calltable import CallTable
 from .catalogue import Catalogue
 from .flags import FTRACE_FL, ftrace_rec_count
 from .sched import SEQUENTIAL
+from .naming import Rename
 from .ops import Addr, ftrace_ops
 from .policies import Policy, get_policy
 
@@ -187,29 +188,39 @@ class Kernel:
                 setattr(new, name, d(value, memo))
         return new
 
-    def key(self) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple:
         """A canonical, hashable form of the kernel-side state (for equality and explorers).
 
-        Events are left out: they are a log, not state.
+        Events are left out: they are a log, not state. ``nm`` renames the clients' names
+        (:mod:`ftlab.model.naming`): in ops, in the code addresses of direct_functions (through
+        the call table's renamers), and in the owners of allocated trampolines.
         """
+        if nm is None:
+            direct = tuple(sorted(self.direct_functions.items(), key=lambda kv: kv[0]))
+            tramps = tuple(sorted(self.trampolines.items()))
+        else:
+            direct = tuple(sorted(((ip, self.calls.rename_addr(a, nm)) for ip, a in self.direct_functions.items()),
+                                  key=lambda kv: kv[0]))
+            owners = {op.name: op.key_name(nm) for op in self.ftrace_ops_list}
+            tramps = tuple(sorted((a, owners.get(n, n)) for a, n in self.trampolines.items()))
         return (
             self.policy.name, self.arch.name,
             tuple(sorted(self.recs.items())),
-            tuple(op.key() for op in self.ftrace_ops_list),
-            tuple(sorted(self.direct_functions.items(), key=lambda kv: kv[0])),
+            tuple(op.key(nm) for op in self.ftrace_ops_list),
+            direct,
             tuple(sorted(self.locks.items())),
             self.ftrace_enabled, self.ftrace_disabled, self.ftrace_start_up,
-            self.ftrace_trace_function, tuple(sorted(self.trampolines.items())),
+            self.ftrace_trace_function, tramps,
         )
 
-    def full_key(self) -> tuple:
+    def full_key(self, nm: Rename | None = None) -> tuple:
         """:meth:`key` plus the canonical state of every client subsystem (``k.subsys``).
 
-        A subsystem object takes part through its ``key()`` method.
+        A subsystem object takes part through its ``key(nm)`` method.
         """
         subs = tuple((name, key) for name, obj in sorted(self.subsys.items())
-                     if hasattr(obj, "key") and (key := obj.key()) != _idle_key(obj))
-        return (self.key(), subs)
+                     if hasattr(obj, "key") and (key := obj.key(nm)) != _idle_key(obj))
+        return (self.key(nm), subs)
 
     def __repr__(self) -> str:
         return (f"<Kernel policy={self.policy.name} arch={self.arch.name} {len(self.cat)} records, "

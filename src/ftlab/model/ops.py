@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 from .flags import FTRACE_OPS_FL, ops_flag_names
 from .hash import EMPTY_HASH, ftrace_ops_hash
+from .naming import Rename
 
 #: A code address: a kernel symbol name, a run-time allocated address, or 0 (NULL).
 Addr = str | int
@@ -33,11 +34,17 @@ class ftrace_ops:
     """
 
     __slots__ = ("name", "func", "flags", "private", "ops_func", "trampoline", "trampoline_size",
-                 "saved_func", "local_hash", "func_hash", "old_hash", "core_data", "__weakref__")
+                 "saved_func", "local_hash", "func_hash", "old_hash", "core_data", "owner", "name_template",
+                 "__weakref__")
 
     def __init__(self, name: str, func: Addr | None = None, flags: int = 0, *, private: Any = None,
                  ops_func: Optional[OpsFunc] = None, trampoline: Addr = 0,
-                 core_data: bool = False) -> None:
+                 core_data: bool = False, owner: str | None = None) -> None:
+        #: ``owner``: the client whose name this ops' name is made of (``name`` is then a template
+        #: with ``{}`` where the owner's name goes: ``direct[{}]``)
+        self.owner = owner
+        self.name_template = name if owner is not None else None
+        name = name.format(owner) if owner is not None else name
         self.name = name
         self.func: Addr | None = func
         self.flags = int(flags)
@@ -74,6 +81,7 @@ class ftrace_ops:
         new.name, new.func, new.flags = self.name, self.func, self.flags
         new.trampoline, new.trampoline_size = self.trampoline, self.trampoline_size
         new.saved_func, new.core_data = self.saved_func, self.core_data
+        new.owner, new.name_template = self.owner, self.name_template
         new.private = deepcopy(self.private, memo)
         new.ops_func = deepcopy(self.ops_func, memo)
         new.local_hash = deepcopy(self.local_hash, memo)
@@ -81,21 +89,29 @@ class ftrace_ops:
         new.old_hash = deepcopy(self.old_hash, memo)
         return new
 
-    def key(self) -> tuple:
+    def key_name(self, nm: Rename | None = None) -> str:
+        """The ops' name as a key under ``nm`` spells it (its owner's name renamed)."""
+        if nm is None or self.owner is None:
+            return self.name
+        assert self.name_template is not None
+        return self.name_template.format(nm(self.owner))
+
+    def key(self, nm: Rename | None = None) -> tuple:
         """Hashable value of this ops (canonical state forms), including the state of the object
         ``private`` points at (a BPF trampoline, a klp_ops): a registered ops can outlive that
         object's place in its subsystem's tables (a trampoline put while ftrace is dead and its
-        fops stays registered), and what it still does through it must tell states apart."""
+        fops stays registered), and what it still does through it must tell states apart.
+        ``nm``: the renaming of client names (:mod:`ftlab.model.naming`)."""
         p = self.private
         if p is None:
             pk: Any = None
         elif hasattr(p, "key_tuple"):
-            pk = p.key_tuple()
+            pk = p.key_tuple(nm)
         elif hasattr(p, "key"):
-            pk = p.key()
+            pk = p.key(nm)
         else:
             pk = repr(p)
-        return (self.name, self.flags, self.func, self.trampoline, self.hash.key(),
+        return (self.key_name(nm), self.flags, self.func, self.trampoline, self.hash.key(),
                 self.ops_func is not None, pk)
 
 

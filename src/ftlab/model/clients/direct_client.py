@@ -30,6 +30,7 @@ from ...errors import InputError
 from .._copy import fast_deepcopy
 from ..calls import CallContext, run_body
 from ..calltable import CallTable, install
+from ..naming import Rename, spell
 from ..direct import (modify_ftrace_direct_multi, register_ftrace_direct_multi,
                       unregister_ftrace_direct_multi)
 from ..errno import Errno
@@ -52,8 +53,8 @@ class DirectModule:
     funcs: tuple[str, ...]
     tramp: Addr
 
-    def key(self) -> tuple:
-        return (self.name, self.funcs, self.tramp)
+    def key(self, nm: Rename | None = None) -> tuple:
+        return (spell(nm, self.name), self.funcs, _spell_tramp(self.tramp, nm))
 
 
 @dataclass(eq=False)
@@ -64,8 +65,8 @@ class DirectClientState:
 
     modules: dict[str, DirectModule] = field(default_factory=dict)
 
-    def key(self) -> tuple:
-        return tuple(sorted((n, m.key()) for n, m in self.modules.items()))
+    def key(self, nm: Rename | None = None) -> tuple:
+        return tuple(sorted((spell(nm, n), m.key(nm)) for n, m in self.modules.items()))
 
 
 def direct_client_state(k: Kernel) -> DirectClientState:
@@ -82,6 +83,14 @@ def tramp_addr(module: str, tramp: str) -> str:
     if not tramp.startswith(TRAMP_PREFIX):
         raise InputError(f"trampoline {tramp!r}: sample trampolines are named {TRAMP_PREFIX}*")
     return f"{tramp}#{module}"
+
+
+def _spell_tramp(addr: Addr, nm: Rename | None) -> Addr:
+    """A sample trampoline's address (:func:`tramp_addr`) with its module's name renamed."""
+    if nm is None or not isinstance(addr, str):
+        return addr
+    sym, sep, module = addr.partition("#")
+    return f"{sym}#{nm(module)}" if sep else addr
 
 
 def my_tramp(k: Kernel, ctx: CallContext, addr: Addr) -> int:
@@ -115,7 +124,7 @@ def direct_client_load(k: Kernel, name: str = "ftrace_direct_multi",
             raise InputError(f"unknown function {f!r} (not in catalogue {k.cat.source})")
         ips.append(k.cat.ip(idx[0]))
     addr = tramp_addr(name, tramp)
-    ops = ftrace_ops(f"direct[{name}]", None, 0)
+    ops = ftrace_ops("direct[{}]", None, 0, owner=name)
     for ip in ips:
         ftrace_set_filter_ip(k, ops, ip, False, False)
     ret = register_ftrace_direct_multi(k, ops, addr)
@@ -157,7 +166,7 @@ def direct_client_unload(k: Kernel, name: str) -> int:
 
 
 #: What this client adds to a kernel's call table (:mod:`ftlab.model.calltable`).
-CALLS = CallTable(prefixes=((TRAMP_PREFIX, my_tramp),))
+CALLS = CallTable(prefixes=((TRAMP_PREFIX, my_tramp),), renamers=((TRAMP_PREFIX, _spell_tramp),))  # type: ignore[arg-type]
 
 
 __all__ = ["DirectModule", "DirectClientState", "direct_client_state", "direct_client_load",

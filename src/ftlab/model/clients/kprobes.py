@@ -44,6 +44,7 @@ from ...errors import InputError
 from .._copy import fast_deepcopy
 from ..calls import CallContext
 from ..calltable import CallTable, install
+from ..naming import Rename, spell
 from ..errno import Errno
 from ..flags import OPSF
 from ..ftrace import ftrace_set_filter_ip, register_ftrace_function, unregister_ftrace_function
@@ -74,9 +75,9 @@ class kprobe:
     children: list["kprobe"] = field(default_factory=list)
     nmissed: int = 0
 
-    def key(self) -> tuple:
-        return (self.label, self.addr, self.post_handler, self.disabled, self.aggr,
-                tuple(c.key() for c in self.children))
+    def key(self, nm: Rename | None = None) -> tuple:
+        return (spell(nm, self.label), self.addr, self.post_handler, self.disabled, self.aggr,
+                tuple(c.key(nm) for c in self.children))
 
 
 @dataclass(eq=False)
@@ -92,10 +93,10 @@ class KprobeState:
     table: dict[int, kprobe] = field(default_factory=dict)   # kprobe_table: addr -> probe/aggr
     probes: dict[str, kprobe] = field(default_factory=dict)  # registered probes by label
 
-    def key(self) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple:
         return (self.kprobe_ftrace_enabled, self.kprobe_ipmodify_enabled,
-                tuple(sorted((a, p.key()) for a, p in self.table.items())),
-                tuple(sorted(self.probes)))
+                tuple(sorted((a, p.key(nm)) for a, p in self.table.items())),
+                tuple(sorted(spell(nm, p) for p in self.probes)))
 
 
 def kprobe_state(k: Kernel) -> KprobeState:

@@ -59,6 +59,7 @@ from ..ftrace import (ftrace_location, ftrace_set_filter_ip, register_ftrace_fun
                       unregister_ftrace_function)
 from ..kernel import Kernel
 from ..locks import mutex_lock, mutex_unlock
+from ..naming import Rename, spell
 from ..ops import Addr, ftrace_ops
 
 F = OPSF  # plain ints: hot paths
@@ -96,8 +97,8 @@ class klp_func:
     patched: bool = False
     transition: bool = False
 
-    def key(self) -> tuple:
-        return (self.old_name, self.new_func, self.old_sympos, self.old_func, self.nop,
+    def key(self, nm: Rename | None = None) -> tuple:
+        return (self.old_name, _spell_body(self.new_func, nm), self.old_sympos, self.old_func, self.nop,
                 self.patched, self.transition)
 
 
@@ -112,8 +113,8 @@ class klp_object:
     patched: bool = False
     dynamic: bool = False
 
-    def key(self) -> tuple:
-        return (self.name, self.patched, self.dynamic, tuple(f.key() for f in self.funcs))
+    def key(self, nm: Rename | None = None) -> tuple:
+        return (self.name, self.patched, self.dynamic, tuple(f.key(nm) for f in self.funcs))
 
 
 @dataclass(eq=False)
@@ -128,8 +129,8 @@ class klp_patch:
     enabled: bool = False
     forced: bool = False
 
-    def key(self) -> tuple:
-        return (self.mod, self.replace, self.enabled, self.forced, tuple(o.key() for o in self.objs))
+    def key(self, nm: Rename | None = None) -> tuple:
+        return (spell(nm, self.mod), self.replace, self.enabled, self.forced, tuple(o.key(nm) for o in self.objs))
 
 
 @dataclass(eq=False)
@@ -141,13 +142,22 @@ class klp_ops:
     fops: ftrace_ops
     func_stack: list[klp_func] = field(default_factory=list)  # [0] is the newest (list_add_rcu)
 
-    def key(self) -> tuple:
-        return (self.fops.name, tuple(id_key(f) for f in self.func_stack))
+    def key(self, nm: Rename | None = None) -> tuple:
+        return (self.fops.name, tuple(id_key(f, nm) for f in self.func_stack))
 
 
-def id_key(func: klp_func) -> tuple:
+def id_key(func: klp_func, nm: Rename | None = None) -> tuple:
     """Model helper: a klp_func's identity in canonical state forms (no kernel counterpart)."""
-    return (func.old_name, func.new_func, func.nop)
+    return (func.old_name, _spell_body(func.new_func, nm), func.nop)
+
+
+def _spell_body(addr: Addr | None, nm: Rename | None) -> Addr | None:
+    """A replacement function's address (:func:`default_new_func`) with its patch's name renamed
+    (:mod:`ftlab.model.naming`)."""
+    if nm is None or not isinstance(addr, str) or not addr.startswith(LIVEPATCH_CODE_PREFIX):
+        return addr
+    patch, _, rest = addr[len(LIVEPATCH_CODE_PREFIX):].partition(":")
+    return f"{LIVEPATCH_CODE_PREFIX}{nm(patch)}:{rest}"
 
 
 @dataclass(eq=False)
@@ -164,7 +174,7 @@ class klp_task:
     pending: bool = False
     blocked: bool = False
 
-    def key(self) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple:
         return (self.patch_state, self.pending, self.blocked)
 
 
@@ -187,14 +197,15 @@ class KlpState:
     free_work: list[klp_patch] = field(default_factory=list)   # scheduled klp_free_patch_work_fn
     defer_free_work: bool = False
 
-    def key(self) -> tuple:
-        """Hashable value of the livepatch state (for canonical state forms)."""
-        tp = self.transition_patch.mod if self.transition_patch is not None else None
-        return (tuple(p.key() for p in self.patches), tuple(o.key() for o in self.ops), tp,
+    def key(self, nm: Rename | None = None) -> tuple:
+        """Hashable value of the livepatch state (for canonical state forms; ``nm``: client renaming)."""
+        tp = spell(nm, self.transition_patch.mod) if self.transition_patch is not None else None
+        return (tuple(p.key(nm) for p in self.patches), tuple(o.key(nm) for o in self.ops), tp,
                 self.target_state,
                 tuple(sorted((n, t.key()) for n, t in self.tasks.items() if t.key() != _IDLE_TASK)),
-                tuple(sorted(self.sysfs)), tuple(sorted(self.modules.items())),
-                tuple(p.mod for p in self.free_work))
+                tuple(sorted(spell(nm, n) for n in self.sysfs)),
+                tuple(sorted((spell(nm, n), c) for n, c in self.modules.items())),
+                tuple(spell(nm, p.mod) for p in self.free_work))
 
 
 def klp_state(k: Kernel) -> KlpState:
@@ -1164,7 +1175,8 @@ def klp_expected_body(k: Kernel, ip: int) -> Addr | None:
 
 #: What this client adds to a kernel's call table (:mod:`ftlab.model.calltable`).
 CALLS = CallTable(callbacks={KLP_FTRACE_HANDLER: klp_ftrace_handler},
-                  prefixes=((LIVEPATCH_CODE_PREFIX, _livepatch_body),))
+                  prefixes=((LIVEPATCH_CODE_PREFIX, _livepatch_body),),
+                  renamers=((LIVEPATCH_CODE_PREFIX, _spell_body),))  # type: ignore[arg-type]
 
 
 __all__ = [

@@ -15,6 +15,7 @@ from typing import Sequence
 from .._copy import fast_deepcopy
 from ..calls import CallContext
 from ..calltable import CallTable, install
+from ..naming import Rename, spell
 from ..errno import Errno
 from ..flags import FTRACE_OPS_FL
 from ..ftrace import ftrace_free_filter, ftrace_set_filter_ip, register_ftrace_function, unregister_ftrace_function
@@ -32,8 +33,8 @@ class OpsClientState:
 
     ops: dict[str, ftrace_ops] = field(default_factory=dict)
 
-    def key(self) -> tuple:
-        return tuple(sorted(self.ops))
+    def key(self, nm: Rename | None = None) -> tuple:
+        return tuple(sorted(spell(nm, n) for n in self.ops))
 
 
 def ops_client_state(k: Kernel) -> OpsClientState:
@@ -52,7 +53,7 @@ def ops_client_register(k: Kernel, name: str, ips: Sequence[int], ipmodify: bool
     if name in st.ops:
         return -Errno.EEXIST
     flags = (FTRACE_OPS_FL.IPMODIFY if ipmodify else 0) | (FTRACE_OPS_FL.SAVE_REGS if save_regs else 0)
-    ops = ftrace_ops(name, CALLBACK, flags)
+    ops = ftrace_ops("{}", CALLBACK, flags, owner=name)
     for ip in ips:
         ret = ftrace_set_filter_ip(k, ops, ip, False, False)
         if ret:

@@ -85,7 +85,7 @@ class TracerState:
     function_enabled: bool = False  # tr->function_enabled
     ftrace_graph_active: int = 0
 
-    def key(self) -> tuple:
+    def key(self, nm: object = None) -> tuple:
         return (self.current_tracer, self.function_enabled, self.global_ops.func, self.ftrace_graph_active)
 
 
