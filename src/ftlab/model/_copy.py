@@ -21,7 +21,7 @@ _IMMUTABLE = frozenset({int, str, bool, float, type(None), frozenset, bytes, typ
                         types.BuiltinFunctionType, type})
 
 
-def clone(x: Any, memo: dict) -> Any:
+def clone(x: Any, memo: dict[int, Any]) -> Any:
     """A deep copy of ``x`` (see the module docstring); ``memo`` maps ``id(original)`` to its copy."""
     cls = type(x)
     if cls in _IMMUTABLE:
@@ -53,7 +53,7 @@ def clone(x: Any, memo: dict) -> Any:
     return deepcopy(x, memo)
 
 
-def fast_deepcopy(self: Any, memo: dict) -> Any:
+def fast_deepcopy(self: Any, memo: dict[int, Any]) -> Any:
     """``__deepcopy__`` for a class whose state is its ``__dict__`` (dataclasses, frozen or not)."""
     cls = self.__class__
     new = cls.__new__(cls)

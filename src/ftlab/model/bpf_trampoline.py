@@ -76,7 +76,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import Any, Iterator, TYPE_CHECKING
 
 from ..errors import InputError, KernelOops, ModelError
 from ._copy import fast_deepcopy
@@ -152,7 +152,7 @@ class BpfProgram:
     values: two equal BpfPrograms are the same program.
     """
 
-    def __deepcopy__(self, memo: dict) -> "BpfProgram":  # frozen: share it
+    def __deepcopy__(self, memo: dict[int, Any]) -> "BpfProgram":  # frozen: share it
         return self
 
     name: str
@@ -198,7 +198,7 @@ class bpf_tramp_image:
     JIT time) and ``orig_call`` are what arch_prepare_bpf_trampoline compiled in.
     """
 
-    def __deepcopy__(self, memo: dict) -> "bpf_tramp_image":  # frozen: share it
+    def __deepcopy__(self, memo: dict[int, Any]) -> "bpf_tramp_image":  # frozen: share it
         return self
 
     addr: str
@@ -208,7 +208,7 @@ class bpf_tramp_image:
     progs: tuple[tuple[BpfProgram, ...], ...] = ((), (), ())
     orig_call: Addr = 0
 
-    def key_tuple(self, nm: Rename | None = None) -> tuple:
+    def key_tuple(self, nm: Rename | None = None) -> tuple[Any, ...]:
         return (self.addr, int(self.flags), tuple(tuple(p.spelled(nm) for p in ps) for ps in self.progs),
                 self.orig_call)
 
@@ -244,7 +244,7 @@ class bpf_trampoline:
     flags: int = 0                # 6.1
     extension_prog: BpfProgram | None = None  # freplace; never set by this model
 
-    def key_tuple(self, nm: Rename | None = None) -> tuple:
+    def key_tuple(self, nm: Rename | None = None) -> tuple[Any, ...]:
         """Hashable value of this trampoline (canonical state forms; ``nm``: client renaming)."""
         return (self.key, self.refcnt, self.func_addr, self.ftrace_managed,
                 tuple(tuple(link.prog.spelled(nm) for link in lst) for lst in self.progs_hlist),
@@ -261,7 +261,7 @@ class BpfState:
     trampoline_table: dict[int, bpf_trampoline] = field(default_factory=dict)
     links: dict[BpfProgram, bpf_tramp_link] = field(default_factory=dict)
 
-    def key(self, nm: Rename | None = None) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         return (tuple(tr.key_tuple(nm) for _, tr in sorted(self.trampoline_table.items())),
                 tuple(sorted((p.spelled(nm), link.key) for p, link in self.links.items())))
 
@@ -275,7 +275,7 @@ def bpf_state(k: "Kernel") -> BpfState:
     return st
 
 
-def bpf_key(k: "Kernel") -> tuple:
+def bpf_key(k: "Kernel") -> tuple[Any, ...]:
     """Canonical, hashable form of the BPF state (complements ``k.key()``)."""
     st: BpfState | None = k.subsys.get("bpf")
     return st.key() if st is not None else BpfState().key()
@@ -495,16 +495,16 @@ def update_without_progs(k: "Kernel", tr: bpf_trampoline) -> int:
     return err
 
 
-def prog_flags(T: type[enum.IntFlag], tlinks: tuple[tuple[BpfProgram, ...], ...], ip_arg: bool) -> int:
+def prog_flags(T: Any, tlinks: tuple[tuple[BpfProgram, ...], ...], ip_arg: bool) -> int:
     """The program-dependent flags of bpf_trampoline_update() (trampoline.c), every version.
 
     CALL_ORIG|SKIP_FRAME when fexit or fmod_ret programs are attached (the image calls the
     function and returns to its caller), else RESTORE_REGS (fentry only: the image returns into
     the function); IP_ARG when a program calls bpf_get_func_ip. ``T`` is the version's BPF_TRAMP_F.
     """
-    flags = int(T.CALL_ORIG | T.SKIP_FRAME) if has_call_orig(tlinks) else int(T.RESTORE_REGS)  # type: ignore[attr-defined]
+    flags = int(T.CALL_ORIG | T.SKIP_FRAME) if has_call_orig(tlinks) else int(T.RESTORE_REGS)
     if ip_arg:
-        flags |= int(T.IP_ARG)  # type: ignore[attr-defined]
+        flags |= int(T.IP_ARG)
     return flags
 
 
@@ -576,7 +576,7 @@ def run_bpf_trampoline(k: "Kernel", ctx: CallContext, addr: Addr) -> int:
         ctx.emit("unmodelled", f"no live BPF image at {addr_str(addr)}; "
                                f"returns to {addr_str(ctx.ret_addr)}")
         return run_body(k, ctx, ctx.ret_addr)
-    T = k.policy.BPF_TRAMP_F
+    T: Any = k.policy.BPF_TRAMP_F
     orig_stack = int(getattr(T, "ORIG_STACK", 0))
     ret_addr = ctx.ret_addr
     ctx.emit("tramp", f"{im.addr} {_flag_names(k, im.flags)} [rbp+8]={addr_str(ret_addr)}")

@@ -75,13 +75,13 @@ class ftrace_ops_cmd(enum.IntEnum):
 
 def ops_flag_names(flags: int) -> str:
     """Render ftrace_ops flags as ``DIRECT|SAVE_REGS|...`` in bit order (kernel names)."""
-    names = [f.name for f in FTRACE_OPS_FL if flags & f.value]
+    names = [f.name or "" for f in FTRACE_OPS_FL if flags & f.value]
     return "|".join(names) if names else "0"
 
 
 def rec_flag_names(flags: int) -> str:
     """Render dyn_ftrace flags as ``ENABLED|REGS|...`` plus ``count=N``."""
-    names = [f.name for f in FTRACE_FL if flags & f.value]
+    names = [f.name or "" for f in FTRACE_FL if flags & f.value]
     names.append(f"count={ftrace_rec_count(flags)}")
     return "|".join(names)
 
@@ -91,7 +91,7 @@ class _IntConsts:
 
     def __init__(self, flag_type: type[enum.IntFlag]) -> None:
         for member in flag_type:
-            setattr(self, member.name, int(member.value))
+            setattr(self, member.name or "", int(member.value))
 
     def __getattr__(self, name: str) -> int:  # pragma: no cover - typing aid only
         raise AttributeError(name)

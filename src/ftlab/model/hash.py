@@ -17,7 +17,7 @@ prepare_direct_functions_for_ipmodify visits several ips, which the docs of that
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 
 class ftrace_hash:
@@ -55,7 +55,7 @@ class ftrace_hash:
     def __repr__(self) -> str:
         return "EMPTY_HASH" if not self.ips else f"ftrace_hash({len(self.ips)} ips)"
 
-    def __deepcopy__(self, memo: dict) -> "ftrace_hash":
+    def __deepcopy__(self, memo: dict[int, Any]) -> "ftrace_hash":
         return self  # immutable
 
     def __copy__(self) -> "ftrace_hash":
@@ -97,12 +97,12 @@ class ftrace_ops_hash:
         self.notrace_hash = notrace_hash
         self.regex_lock = regex_lock
 
-    def __deepcopy__(self, memo: dict) -> "ftrace_ops_hash":
+    def __deepcopy__(self, memo: dict[int, Any]) -> "ftrace_ops_hash":
         new = ftrace_ops_hash(self.regex_lock, self.filter_hash, self.notrace_hash)  # hashes are immutable
         memo[id(self)] = new
         return new
 
-    def key(self) -> tuple:
+    def key(self) -> tuple[Any, ...]:
         """Hashable value of this object (for canonical state forms)."""
         f = self.filter_hash.ips if self.filter_hash is not None else None
         n = self.notrace_hash.ips if self.notrace_hash is not None else None

@@ -22,7 +22,7 @@ from .arch import ArchProfile, get_arch
 from .calltable import CallTable
 from .catalogue import Catalogue
 from .flags import FTRACE_FL, ftrace_rec_count
-from .sched import SEQUENTIAL
+from .sched import SEQUENTIAL, Scheduler
 from .naming import Rename
 from .ops import Addr, ftrace_ops
 from .policies import Policy, get_policy
@@ -40,7 +40,7 @@ class dyn_ftrace(NamedTuple):
     flags: int
 
     @property
-    def count(self) -> int:
+    def count(self) -> int:  # type: ignore[override]  # the record's count, not tuple.count
         return ftrace_rec_count(self.flags)
 
 
@@ -89,7 +89,7 @@ class Kernel:
         self.direct_functions: dict[int, Addr] = {}  # ip -> direct trampoline
         self.locks: dict[str, str] = {}              # lock name -> holder task
         self.current = "task"                        # the task running kernel code now
-        self.sched = SEQUENTIAL
+        self.sched: Scheduler = SEQUENTIAL
         self.ftrace_enabled = True                   # sysctl kernel.ftrace_enabled
         self.ftrace_disabled = False                 # set by ftrace_kill()
         self.ftrace_start_up = 0
@@ -169,7 +169,7 @@ class Kernel:
         """A deep copy (ops and client objects reachable from the state are copied along)."""
         return copy.deepcopy(self)
 
-    def __deepcopy__(self, memo: dict) -> "Kernel":
+    def __deepcopy__(self, memo: dict[int, Any]) -> "Kernel":
         """Field-wise copy: immutable parts (catalogue, policy, arch, hashes) are shared."""
         new = Kernel.__new__(Kernel)
         memo[id(self)] = new
@@ -188,7 +188,7 @@ class Kernel:
                 setattr(new, name, d(value, memo))
         return new
 
-    def key(self, nm: Rename | None = None) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         """A canonical, hashable form of the kernel-side state (for equality and explorers).
 
         Events are left out: they are a log, not state. ``nm`` renames the clients' names
@@ -213,7 +213,7 @@ class Kernel:
             self.ftrace_trace_function, tramps,
         )
 
-    def full_key(self, nm: Rename | None = None) -> tuple:
+    def full_key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         """:meth:`key` plus the canonical state of every client subsystem (``k.subsys``).
 
         A subsystem object takes part through its ``key(nm)`` method.

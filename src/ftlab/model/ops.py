@@ -72,7 +72,7 @@ class ftrace_ops:
     def __repr__(self) -> str:
         return f"<ftrace_ops {self.name} {ops_flag_names(self.flags)}>"
 
-    def __deepcopy__(self, memo: dict) -> "ftrace_ops":
+    def __deepcopy__(self, memo: dict[int, Any]) -> "ftrace_ops":
         """Field-wise copy (much faster than the generic one; state copies are hot in the explorer)."""
         from ._copy import clone as deepcopy
 
@@ -96,7 +96,7 @@ class ftrace_ops:
         assert self.name_template is not None
         return self.name_template.format(nm(self.owner))
 
-    def key(self, nm: Rename | None = None) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         """Hashable value of this ops (canonical state forms), including the state of the object
         ``private`` points at (a BPF trampoline, a klp_ops): a registered ops can outlive that
         object's place in its subsystem's tables (a trampoline put while ftrace is dead and its

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..errors import KernelOops, ModelError
 
@@ -134,7 +134,7 @@ class Interleaver:
     def released(self, k: "Kernel", lock: str) -> None:
         pass
 
-    def __deepcopy__(self, memo: dict) -> Any:  # a copied kernel gets the sequential scheduler
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:  # a copied kernel gets the sequential scheduler
         return SEQUENTIAL
 
     # -- running ---------------------------------------------------------------------------
@@ -247,6 +247,15 @@ class Interleaver:
         return [(n, tuple(sorted(holds.get(n, []))), str(waits.get(n))) for n in cycle]
 
 
+class Scheduler(Protocol):
+    """What the model's locks ask of the scheduler a kernel holds (``k.sched``)."""
+
+    def point(self, k: "Kernel", op: str, lock: str) -> None: ...
+    def block(self, k: "Kernel", lock: str) -> None: ...
+    def acquired(self, k: "Kernel", lock: str) -> None: ...
+    def released(self, k: "Kernel", lock: str) -> None: ...
+
+
 class SequentialScheduler:
     """The default scheduler: one task runs at a time, so waiting on a held lock is a deadlock.
 
@@ -268,7 +277,7 @@ class SequentialScheduler:
     def released(self, k: "Kernel", lock: str) -> None:  # hook for interleaving schedulers
         pass
 
-    def __deepcopy__(self, memo: dict) -> "SequentialScheduler":
+    def __deepcopy__(self, memo: dict[int, Any]) -> "SequentialScheduler":
         return self
 
 

@@ -63,7 +63,8 @@ def arch_ftrace_trampoline_func(k: Kernel, ops: ftrace_ops | None, flags: int) -
         # patched into ftrace_caller / ftrace_regs_caller.
         if ops is not None and ops.trampoline:
             return None
-        return k.statics.get("ftrace_call", FTRACE_STUB)
+        call: Addr | None = k.statics.get("ftrace_call", FTRACE_STUB)
+        return call
     return ftrace_ops_get_func(ops)
 
 

@@ -24,7 +24,7 @@ modules apart in the model; %pS shows ``my_tramp1+0x0/...``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 from ...errors import InputError
 from .._copy import fast_deepcopy
@@ -53,7 +53,7 @@ class DirectModule:
     funcs: tuple[str, ...]
     tramp: Addr
 
-    def key(self, nm: Rename | None = None) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         return (spell(nm, self.name), self.funcs, _spell_tramp(self.tramp, nm))
 
 
@@ -65,7 +65,7 @@ class DirectClientState:
 
     modules: dict[str, DirectModule] = field(default_factory=dict)
 
-    def key(self, nm: Rename | None = None) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         return tuple(sorted((spell(nm, n), m.key(nm)) for n, m in self.modules.items()))
 
 

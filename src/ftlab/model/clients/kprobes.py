@@ -38,6 +38,8 @@ modelled: registration returns -EOPNOTSUPP there (model convention).
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass, field
 
 from ...errors import InputError
@@ -75,7 +77,7 @@ class kprobe:
     children: list["kprobe"] = field(default_factory=list)
     nmissed: int = 0
 
-    def key(self, nm: Rename | None = None) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         return (spell(nm, self.label), self.addr, self.post_handler, self.disabled, self.aggr,
                 tuple(c.key(nm) for c in self.children))
 
@@ -93,7 +95,7 @@ class KprobeState:
     table: dict[int, kprobe] = field(default_factory=dict)   # kprobe_table: addr -> probe/aggr
     probes: dict[str, kprobe] = field(default_factory=dict)  # registered probes by label
 
-    def key(self, nm: Rename | None = None) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         return (self.kprobe_ftrace_enabled, self.kprobe_ipmodify_enabled,
                 tuple(sorted((a, p.key(nm)) for a, p in self.table.items())),
                 tuple(sorted(spell(nm, p) for p in self.probes)))

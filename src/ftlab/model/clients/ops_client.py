@@ -10,7 +10,7 @@ what exercises the rollback of __ftrace_hash_update_ipmodify. Same under every p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 from .._copy import fast_deepcopy
 from ..calls import CallContext
@@ -33,7 +33,7 @@ class OpsClientState:
 
     ops: dict[str, ftrace_ops] = field(default_factory=dict)
 
-    def key(self, nm: Rename | None = None) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         return tuple(sorted(spell(nm, n) for n in self.ops))
 
 

@@ -46,6 +46,8 @@ at open. The model does what the kernel does; :func:`tracefs_write` returns the 
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass
 
 from ...errors import InputError
@@ -85,7 +87,7 @@ class TracerState:
     function_enabled: bool = False  # tr->function_enabled
     ftrace_graph_active: int = 0
 
-    def key(self, nm: object = None) -> tuple:
+    def key(self, nm: object = None) -> tuple[Any, ...]:
         return (self.current_tracer, self.function_enabled, self.global_ops.func, self.ftrace_graph_active)
 
 

@@ -178,7 +178,12 @@ class Overlay:
     @classmethod
     def functions(cls, name: str, **fns: Callable[..., Any]) -> "Overlay":
         """An overlay that puts each of ``fns`` in the slot of its keyword, whatever was there."""
-        return cls(name, {slot: (lambda _base, fn=fn: fn) for slot, fn in fns.items()})
+        def constant(fn: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+            def derive(_base: Callable[..., Any]) -> Callable[..., Any]:
+                return fn
+            return derive
+
+        return cls(name, {slot: constant(fn) for slot, fn in fns.items()})
 
 
 def compose(base: Policy, overlays: Iterable[Overlay], *, mutation: bool = False) -> Policy:

@@ -24,6 +24,7 @@ A version package puts these functions in its table; they call other slots throu
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from ...errors import KernelOops
 from .. import bpf_trampoline as bt
@@ -105,7 +106,7 @@ def __ftrace_hash_update_ipmodify(k: Kernel, ops: ftrace_ops, old_hash: ftrace_h
     else:
         return 0
     # rollback (only IPMODIFY ops get here; update_target is never set for them)
-    return ftrace_hash_ipmodify_rollback(k, walk, old_hash, new_hash, end)  # type: ignore[arg-type]
+    return ftrace_hash_ipmodify_rollback(k, walk, old_hash, new_hash, end)
 
 
 def _first_direct_op(k: Kernel, ip: int) -> ftrace_ops | None:
@@ -214,7 +215,7 @@ def bpf_tramp_ftrace_ops_func(ops: ftrace_ops, cmd: int) -> int:
     """
     tr: bt.bpf_trampoline = ops.private
     k = tr.kernel
-    T = k.policy.BPF_TRAMP_F
+    T: Any = k.policy.BPF_TRAMP_F  # the version's bpf.h: these bits exist in every merged-design version
     if cmd == ftrace_ops_cmd.FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF:
         if tr.flags & T.CALL_ORIG and not tr.flags & T.ORIG_STACK:
             if tr.flags & T.SHARE_IPMODIFY:

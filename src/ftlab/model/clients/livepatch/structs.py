@@ -6,6 +6,8 @@ tasks' patch state, and the subsystem's globals (:class:`KlpState`, ``k.subsys["
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass, field
 
 from ..._copy import fast_deepcopy
@@ -50,7 +52,7 @@ class klp_func:
     patched: bool = False
     transition: bool = False
 
-    def key(self, nm: Rename | None = None) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         return (self.old_name, _spell_body(self.new_func, nm), self.old_sympos, self.old_func, self.nop,
                 self.patched, self.transition)
 
@@ -66,7 +68,7 @@ class klp_object:
     patched: bool = False
     dynamic: bool = False
 
-    def key(self, nm: Rename | None = None) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         return (self.name, self.patched, self.dynamic, tuple(f.key(nm) for f in self.funcs))
 
 
@@ -82,7 +84,7 @@ class klp_patch:
     enabled: bool = False
     forced: bool = False
 
-    def key(self, nm: Rename | None = None) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         return (spell(nm, self.mod), self.replace, self.enabled, self.forced, tuple(o.key(nm) for o in self.objs))
 
 
@@ -95,11 +97,11 @@ class klp_ops:
     fops: ftrace_ops
     func_stack: list[klp_func] = field(default_factory=list)  # [0] is the newest (list_add_rcu)
 
-    def key(self, nm: Rename | None = None) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         return (self.fops.name, tuple(id_key(f, nm) for f in self.func_stack))
 
 
-def id_key(func: klp_func, nm: Rename | None = None) -> tuple:
+def id_key(func: klp_func, nm: Rename | None = None) -> tuple[Any, ...]:
     """Model helper: a klp_func's identity in canonical state forms (no kernel counterpart)."""
     return (func.old_name, _spell_body(func.new_func, nm), func.nop)
 
@@ -127,7 +129,7 @@ class klp_task:
     pending: bool = False
     blocked: bool = False
 
-    def key(self, nm: Rename | None = None) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         return (self.patch_state, self.pending, self.blocked)
 
 
@@ -150,7 +152,7 @@ class KlpState:
     free_work: list[klp_patch] = field(default_factory=list)   # scheduled klp_free_patch_work_fn
     defer_free_work: bool = False
 
-    def key(self, nm: Rename | None = None) -> tuple:
+    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
         """Hashable value of the livepatch state (for canonical state forms; ``nm``: client renaming)."""
         tp = spell(nm, self.transition_patch.mod) if self.transition_patch is not None else None
         return (tuple(p.key(nm) for p in self.patches), tuple(o.key(nm) for o in self.ops), tp,

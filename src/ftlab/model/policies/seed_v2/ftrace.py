@@ -90,7 +90,7 @@ def __ftrace_hash_update_ipmodify(k: Kernel, ops: ftrace_ops, old_hash: ftrace_h
             k.set_flags(i, flags & ~R.IPMODIFY)
     else:
         return 0
-    return ftrace_hash_ipmodify_rollback(k, diff, old_hash, new_hash, end)  # type: ignore[arg-type]
+    return ftrace_hash_ipmodify_rollback(k, diff, old_hash, new_hash, end)
 
 
 def prepare_direct_functions_for_ipmodify(k: Kernel, ops: ftrace_ops) -> int:
