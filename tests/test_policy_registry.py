@@ -62,7 +62,7 @@ def test_the_default_policy_is_the_registrys_and_kernel_uses_it():
 def test_linux_6_1_is_its_base_plus_3e9a18e1c3e9_and_the_variant_is_the_base_alone():
     full, base = get_policy("linux-6.1"), get_policy("linux-6.1.159")
     assert full.changes == ("3e9a18e1c3e9",) and base.changes == ()
-    differ = {s for s in slot_names() if getattr(full, s) is not getattr(base, s)}
+    differ = {s for s in slot_names() if getattr(full, s) != getattr(base, s)}
     assert differ == {"modify_direct_body"}
     assert base.modify_direct_body is linux_6_1.__modify_ftrace_direct_multi
     change = registry.CHANGES["3e9a18e1c3e9"]
@@ -93,7 +93,7 @@ def test_an_overlay_replaces_only_its_slots_and_is_recorded():
 
     p = compose(base, [Overlay.functions("test-change", bpf_trampoline_update=fake_update)])
     assert p.bpf_trampoline_update is fake_update and p.changes == ("3e9a18e1c3e9", "test-change")
-    assert all(getattr(p, s) is getattr(base, s) for s in slot_names() - {"bpf_trampoline_update"})
+    assert all(getattr(p, s) == getattr(base, s) for s in slot_names() - {"bpf_trampoline_update"})
     with pytest.raises(ModelError, match="not a policy slot"):
         compose(base, [Overlay.functions("bad", no_such_slot=fake_update)])
 
@@ -104,7 +104,7 @@ def test_every_mutation_is_an_overlay_that_changes_the_slots_it_names_and_only_t
         for name in info.policies:
             base, mutated = get_policy(name), get_policy(name, [m])
             assert mutated.mutations == (m,) and mutated.changes == base.changes
-            changed = {s for s in slot_names() if getattr(mutated, s) is not getattr(base, s)}
+            changed = {s for s in slot_names() if getattr(mutated, s) != getattr(base, s)}
             assert changed == set(ov.replaces), (m, name)
 
 

@@ -42,7 +42,7 @@ from .errors import InputError, OracleError
 from .oracle import kernels
 from .scenario import load_scenario_text
 
-POLICY = "linux-6.1"  # the 6.1 kernel's (ftlab.oracle.kernels has each kernel's)
+POLICY = kernels.get(kernels.DEFAULT).policy  # the default kernel's (ftlab.oracle.kernels has each kernel's)
 DEFAULT_OUT = os.path.join("out", "oracle")
 
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Callable, NamedTuple, Sequence, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from ..errors import InputError
-from ..model._copy import fast_deepcopy
+from ..model.copying import fast_deepcopy
 from ..model.catalogue import Catalogue
 from ..model.clients import bpf
 from ..model.errno import parse_errno

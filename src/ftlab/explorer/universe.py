@@ -31,7 +31,7 @@ from ..errors import InputError, KernelOops, ModelError
 from ..model.catalogue import Catalogue
 from ..model.errno import errno_name
 from ..model.invariants import INVARIANTS, Caller
-from ..model._copy import clone
+from ..model.copying import clone
 from ..model.kernel import Kernel
 from ..model.naming import Rename
 from ..model.policies import get_policy

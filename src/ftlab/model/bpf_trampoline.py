@@ -79,7 +79,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, TYPE_CHECKING
 
 from ..errors import InputError, KernelOops, ModelError
-from ._copy import fast_deepcopy
+from .copying import fast_deepcopy
 from .calls import CallContext, addr_str, run_body
 from .calltable import CallTable, install
 from .errno import Errno

@@ -17,7 +17,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
 
-from ._copy import clone
+from .copying import clone
 from .arch import ArchProfile, get_arch
 from .calltable import CallTable
 from .catalogue import Catalogue

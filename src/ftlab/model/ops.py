@@ -74,7 +74,7 @@ class ftrace_ops:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> "ftrace_ops":
         """Field-wise copy (much faster than the generic one; state copies are hot in the explorer)."""
-        from ._copy import clone as deepcopy
+        from .copying import clone as deepcopy
 
         new = ftrace_ops.__new__(ftrace_ops)
         memo[id(self)] = new

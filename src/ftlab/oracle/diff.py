@@ -19,12 +19,13 @@ from typing import Any
 import os
 
 from ..errors import InputError
+from ..model.policies.registry import DEFAULT_POLICY
 from . import kernels
 from .observe import OBSERVED, model_steps, observe, sticky_m
 
 MISSING = "(not run)"
-#: The policy that stands in for a kernel whose own policy the model lacks.
-STAND_IN_POLICY = "linux-6.1"
+#: The policy that stands in for a kernel whose own policy the model lacks: the registry's default.
+STAND_IN_POLICY = DEFAULT_POLICY
 
 
 def model_policy(series: str) -> tuple[str, str | None]:
@@ -32,9 +33,9 @@ def model_policy(series: str) -> tuple[str, str | None]:
     from ..model.policies import policy_names
 
     own = kernels.get(series).policy
-    if own in policy_names():
+    if own is not None and own in policy_names():
         return own, None
-    return STAND_IN_POLICY, (f"the model has no policy {own}: kernel {series} is compared with {STAND_IN_POLICY} "
+    return STAND_IN_POLICY, (f"the model has no policy for kernel {series}: it is compared with {STAND_IN_POLICY} "
                              "(loose: record columns and sizes are not compared)")
 
 

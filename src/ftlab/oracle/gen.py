@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ..model.policies.registry import DEFAULT_POLICY
 from .targets import CALLABLE
 
 SHOW_FUNCS = [n for n, c in CALLABLE.items() if c.proto == "seq_show"]
@@ -141,7 +142,7 @@ def generate(seed: int, index: int, min_steps: int = 4, max_steps: int = 10) -> 
     for f in walk.hot:
         walk.steps.append({"call": f})
     return {"description": f"random scenario {index} of seed {seed} over {', '.join(walk.hot)} (ftlab oracle gen)",
-            "kernel": {"policy": "linux-6.1"}, "steps": walk.steps}
+            "kernel": {"policy": DEFAULT_POLICY}, "steps": walk.steps}
 
 
 def to_yaml(data: dict[str, Any]) -> str:

@@ -3,7 +3,8 @@
 Every per-kernel fact the oracle needs is in :data:`KERNELS` (and nowhere else):
 
 * ``series``: what ``--kernel`` names (``6.1``, ``6.12``);
-* ``policy``: the model policy a diff compares the kernel with;
+* ``policy``: the model policy a diff compares the kernel with (the registry's, by series:
+  :func:`ftlab.model.policies.registry.policy_for_series`);
 * ``release``: the ``uname -r`` of its Debian amd64 images (``6.1.0-57-amd64``,
   ``6.12.95+deb12-amd64``), matched exactly: ``vmlinuz-6.1*`` also matches 6.12's files;
 * ``suite``: the Debian suite whose packages are installed (None: the host's own suites, as
@@ -33,6 +34,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import InputError, OracleError
+from ..model.policies.registry import policy_for_series
 
 #: Where a suite the host lacks is added (deb822 ``.sources``, like Debian's own files).
 SOURCES_DIR = "/etc/apt/sources.list.d"
@@ -43,13 +45,17 @@ class KernelSeries:
     """One kernel series the oracle runs (see the module docstring for the fields)."""
 
     series: str
-    policy: str
     release: str                                   # a regular expression of ``uname -r``
     suite: str | None = None
     version_mark: str | None = None
     direct_api: str = "multi"
     module_roots: tuple[str, ...] = ("virtio_pci", "9p")
     module_extra: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"9p": ("9pnet_virtio",)})
+
+    @property
+    def policy(self) -> str | None:
+        """The model policy the registry says models this series' Debian builds (None: none yet)."""
+        return policy_for_series(self.series)
 
     @property
     def release_re(self) -> re.Pattern[str]:
@@ -72,9 +78,9 @@ class KernelSeries:
 
 KERNELS: dict[str, KernelSeries] = {k.series: k for k in (
     # Debian 12's own kernel (the derived 9p chain is the order the oracle-guest catalogue records)
-    KernelSeries("6.1", "linux-6.1", r"6\.1\.[0-9]+-[0-9]+-amd64"),
+    KernelSeries("6.1", r"6\.1\.[0-9]+-[0-9]+-amd64"),
     # Debian 12's backports kernel
-    KernelSeries("6.12", "linux-6.12", r"6\.12\.[0-9]+\+deb12-amd64", suite="bookworm-backports",
+    KernelSeries("6.12", r"6\.12\.[0-9]+\+deb12-amd64", suite="bookworm-backports",
                  version_mark="~bpo12", direct_api="ops"),
 )}
 

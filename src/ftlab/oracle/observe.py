@@ -51,6 +51,7 @@ from typing import Any
 
 from ..errors import ModelError
 from ..model import views
+from ..model.policies.registry import DEFAULT_POLICY
 from ..scenario.runner import run_scenario
 from ..scenario.schema import Scenario
 from .plan import describe, touched_functions
@@ -204,7 +205,7 @@ def _model_call(trace: dict[str, Any]) -> dict[str, Any]:
             "body_ret": body_ret if body not in (None, "original") else None, "hooks": sorted(hooks)}
 
 
-def model_steps(scenario: Scenario, lines: dict, source: str, policy: str = "linux-6.1") -> list[dict[str, Any]]:
+def model_steps(scenario: Scenario, lines: dict, source: str, policy: str = DEFAULT_POLICY) -> list[dict[str, Any]]:
     """Raw step records of ``scenario`` run on the model under ``policy``.
 
     The runner gives each step's result and call trace; the state after step *i* (for the

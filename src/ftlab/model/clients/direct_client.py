@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ...errors import InputError
-from .._copy import fast_deepcopy
+from ..copying import fast_deepcopy
 from ..calls import CallContext, run_body
 from ..calltable import CallTable, install
 from ..naming import Rename, spell

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .._copy import fast_deepcopy
+from ..copying import fast_deepcopy
 from ..calls import CallContext
 from ..calltable import CallTable, install
 from ..naming import Rename, spell

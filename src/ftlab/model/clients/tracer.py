@@ -51,7 +51,7 @@ from typing import Any
 from dataclasses import dataclass
 
 from ...errors import InputError
-from .._copy import fast_deepcopy
+from ..copying import fast_deepcopy
 from ..calls import CallContext
 from ..calltable import CallTable, install
 from ..errno import Errno

@@ -56,13 +56,28 @@ if TYPE_CHECKING:  # pragma: no cover
     TrFn = Callable[[Kernel, bpf_trampoline], None]
 
 
-def absent(policy: str, function: str) -> Callable[..., NoReturn]:
-    """The entry of a slot that kernel version ``policy`` does not have: calling it is a ModelError."""
-    def missing(*args: Any, **kwargs: Any) -> NoReturn:
-        raise ModelError(f"{function} does not exist in {policy}")
-    missing.__name__ = f"absent_{function}"
-    missing.__doc__ = f"{function} does not exist in {policy}."
-    return missing
+class _Absent:
+    """The entry of a slot that a kernel version does not have: calling it is a ModelError."""
+
+    def __init__(self, function: str, policy: str = "this kernel version") -> None:
+        self.function, self.policy = function, policy
+        self.__name__ = f"absent_{function}"
+        self.__doc__ = f"{function} does not exist in {policy}."
+
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise ModelError(f"{self.function} does not exist in {self.policy}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Absent) and (other.function, other.policy) == (self.function, self.policy)
+
+    def __hash__(self) -> int:
+        return hash((self.function, self.policy))
+
+
+def absent(function: str) -> Callable[..., NoReturn]:
+    """What a version's table holds in the slot of kernel function ``function``, which it lacks
+    (:func:`get_policy` names the policy in the error)."""
+    return _Absent(function)
 
 
 @dataclass(frozen=True, eq=False)
@@ -253,6 +268,8 @@ def get_policy(name: str | None = None, mutations: Iterable[str] = ()) -> Policy
         return p
     package = importlib.import_module(f"{__name__}.{info.package}")
     base: Policy = dataclasses.replace(package.BASE, name=name, kernel=info.kernel, description=info.description)
+    named: dict[str, Any] = {s: _Absent(f.function, name) for s in _SLOTS if isinstance(f := getattr(base, s), _Absent)}
+    base = dataclasses.replace(base, **named)
     overlays: Mapping[str, Overlay] = package.OVERLAYS
     missing = [c for c in info.changes if c not in overlays]
     if missing:  # pragma: no cover - a development error

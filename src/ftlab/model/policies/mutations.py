@@ -16,7 +16,7 @@ from typing import Any, Callable
 from ..errno import Errno
 from ..locks import mutex_lock
 from . import Overlay, rebind
-from .registry import MUTATIONS
+from .registry import MUTATIONS, NO_ORIG_STACK, NO_ROLLBACK, OPS_FUNC_BLOCKING_LOCK, SKIP_PREPARE
 
 
 def _lock_instead_of_trylock(k: Any, lock: str) -> bool:
@@ -50,11 +50,11 @@ def _no_orig_stack(update: Callable[..., Any]) -> Callable[..., Any]:
 
 #: How each mutation is made: the slots it replaces, each as a function of the policy's entry.
 _MAKE: dict[str, dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]]] = {
-    "ops-func-blocking-lock": {
+    OPS_FUNC_BLOCKING_LOCK.name: {
         "bpf_tramp_ftrace_ops_func": lambda fn: rebind(fn, mutex_trylock=_lock_instead_of_trylock)},
-    "no-orig-stack": {"bpf_trampoline_update": _no_orig_stack},
-    "skip-prepare": {"prepare_direct_functions_for_ipmodify": lambda fn: _prepare_nothing},
-    "no-rollback": {
+    NO_ORIG_STACK.name: {"bpf_trampoline_update": _no_orig_stack},
+    SKIP_PREPARE.name: {"prepare_direct_functions_for_ipmodify": lambda fn: _prepare_nothing},
+    NO_ROLLBACK.name: {
         "ftrace_hash_update_ipmodify": lambda fn: rebind(fn, ftrace_hash_ipmodify_rollback=_rollback_nothing)},
 }
 

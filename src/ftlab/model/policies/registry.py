@@ -47,6 +47,8 @@ class PolicyInfo:
     validated: tuple[tuple[str, str], ...] = ()
     #: a named build of a base that is not one of the primary policies (``--policy all`` leaves it out)
     variant: bool = False
+    #: the kernel series whose Debian builds this policy models, as the oracle names it (``6.1``)
+    kernel_series: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,14 +60,16 @@ class MutationInfo:
     policies: tuple[str, ...]     # where it changes anything (the kernel has what it mutates)
 
 
-CHANGES: dict[str, Change] = {c.id: c for c in (
-    Change("3e9a18e1c3e9", "ftrace: bpf: Fix IPMODIFY + DIRECT in modify_ftrace_direct()",
-           ("__ftrace_hash_update_ipmodify", "__modify_ftrace_direct_multi"),
-           ("6.1.160 (Debian 6.1.162-1)", "6.12.62"),
-           "changing a direct ops' trampoline re-asks the DIRECT ops with ENABLE_SHARE_IPMODIFY_SELF "
-           "(__ftrace_hash_update_ipmodify with update_target over the whole filter), so a BPF "
-           "trampoline that starts calling the original under a live patch rebuilds with ORIG_STACK"),
-)}
+#: 3e9a18e1c3e9: the modify path asks SELF (Debian's 6.1 has it, without its companion fix).
+FIX_MODIFY_SELF = Change(
+    "3e9a18e1c3e9", "ftrace: bpf: Fix IPMODIFY + DIRECT in modify_ftrace_direct()",
+    ("__ftrace_hash_update_ipmodify", "__modify_ftrace_direct_multi"),
+    ("6.1.160 (Debian 6.1.162-1)", "6.12.62"),
+    "changing a direct ops' trampoline re-asks the DIRECT ops with ENABLE_SHARE_IPMODIFY_SELF "
+    "(__ftrace_hash_update_ipmodify with update_target over the whole filter), so a BPF "
+    "trampoline that starts calling the original under a live patch rebuilds with ORIG_STACK")
+
+CHANGES: dict[str, Change] = {c.id: c for c in (FIX_MODIFY_SELF,)}
 
 
 POLICIES: dict[str, PolicyInfo] = {p.name: p for p in (
@@ -76,10 +80,10 @@ POLICIES: dict[str, PolicyInfo] = {p.name: p for p in (
     PolicyInfo("seed-v2", "seed_v2", (),
                "bpf-next + v2 series, June 2022",
                "Song Liu's v2 series (June 2022): FTRACE_OPS_FL_SHARE_IPMODIFY, ops_func ENABLE/DISABLE"),
-    PolicyInfo("linux-6.1", "linux_6_1", ("3e9a18e1c3e9",),
+    PolicyInfo("linux-6.1", "linux_6_1", (FIX_MODIFY_SELF.id,),
                "Linux 6.1.192 (Debian 6.1.0-56), merged v5 design + stable backports",
                "merged design: ops_func SELF/PEER/DISABLE_PEER, no ftrace SHARE bit, update_target backport",
-               series=("6.0", "6.99"),
+               series=("6.0", "6.99"), kernel_series="6.1",
                validated=(("6.1.0-56-amd64", "6.1.192-2"), ("6.1.0-57-amd64", "6.1.192-3"))),
     PolicyInfo("linux-6.1.159", "linux_6_1", (),
                "Linux 6.1 before 6.1.160 (Debian 6.1 before 6.1.162-1): the 6.1 base without 3e9a18e1c3e9",
@@ -93,20 +97,21 @@ DEFAULT_POLICY = "linux-6.1"
 SEED_POLICY = "seed-v2"
 
 
-MUTATIONS: dict[str, MutationInfo] = {m.name: m for m in (
-    MutationInfo("ops-func-blocking-lock",
-                 "BPF's ops_func takes tr->mutex with mutex_lock instead of mutex_trylock",
-                 ("seed-v2", "linux-6.1", "linux-6.1.159")),
-    MutationInfo("no-orig-stack",
-                 "the BPF trampoline never calls the original through the stack (no BPF_TRAMP_F_ORIG_STACK)",
-                 ("seed-v2", "linux-6.1", "linux-6.1.159")),
-    MutationInfo("skip-prepare",
-                 "register_ftrace_function registers an IPMODIFY ops without asking DIRECT ops to share first",
-                 ("seed-v2", "linux-6.1", "linux-6.1.159")),
-    MutationInfo("no-rollback",
-                 "__ftrace_hash_update_ipmodify returns -EBUSY without undoing the records it changed",
-                 ("linux-5.18", "seed-v2", "linux-6.1", "linux-6.1.159")),
-)}
+OPS_FUNC_BLOCKING_LOCK = MutationInfo(
+    "ops-func-blocking-lock", "BPF's ops_func takes tr->mutex with mutex_lock instead of mutex_trylock",
+    ("seed-v2", "linux-6.1", "linux-6.1.159"))
+NO_ORIG_STACK = MutationInfo(
+    "no-orig-stack", "the BPF trampoline never calls the original through the stack (no BPF_TRAMP_F_ORIG_STACK)",
+    ("seed-v2", "linux-6.1", "linux-6.1.159"))
+SKIP_PREPARE = MutationInfo(
+    "skip-prepare", "register_ftrace_function registers an IPMODIFY ops without asking DIRECT ops to share first",
+    ("seed-v2", "linux-6.1", "linux-6.1.159"))
+NO_ROLLBACK = MutationInfo(
+    "no-rollback", "__ftrace_hash_update_ipmodify returns -EBUSY without undoing the records it changed",
+    ("linux-5.18", "seed-v2", "linux-6.1", "linux-6.1.159"))
+
+MUTATIONS: dict[str, MutationInfo] = {m.name: m for m in (OPS_FUNC_BLOCKING_LOCK, NO_ORIG_STACK, SKIP_PREPARE,
+                                                          NO_ROLLBACK)}
 
 
 def policy_names(*, variants: bool = False) -> list[str]:
@@ -120,6 +125,11 @@ def policy_info(name: str) -> PolicyInfo:
     if info is None:
         raise InputError(f"unknown policy {name!r} (known: {', '.join(policy_names(variants=True))})")
     return info
+
+
+def policy_for_series(series: str) -> str | None:
+    """The primary policy that models the Debian builds of kernel series ``series`` (``6.1``), if any."""
+    return next((n for n, p in POLICIES.items() if p.kernel_series == series and not p.variant), None)
 
 
 def mutation_names() -> list[str]:

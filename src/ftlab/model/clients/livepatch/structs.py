@@ -10,7 +10,7 @@ from typing import Any
 
 from dataclasses import dataclass, field
 
-from ..._copy import fast_deepcopy
+from ...copying import fast_deepcopy
 from ...calltable import install
 from ...flags import OPSF
 from ...kernel import Kernel

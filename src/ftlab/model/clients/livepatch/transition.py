@@ -9,13 +9,14 @@ from ...ftrace import (ftrace_location, ftrace_set_filter_ip, register_ftrace_fu
 from ...kernel import Kernel
 from ...locks import mutex_lock, mutex_unlock
 from ...ops import Addr, ftrace_ops
-from . import core  # core.c and transition.c call each other
 from .patch import klp_unpatch_objects
 from .structs import (F, KLP_FTRACE_HANDLER, KLP_PATCHED, KLP_UNDEFINED, KLP_UNPATCHED, LIVEPATCH_CODE_PREFIX, _PR, KlpState, _objname, _task, klp_func, klp_object, klp_ops, klp_patch, klp_state, klp_task)  # noqa: F401
 
 
 def klp_complete_transition(k: Kernel) -> None:
     """klp_complete_transition() (kernel/livepatch/transition.c), all policies: finish and clean up."""
+    from . import core  # core.c and transition.c call each other: core imports this module
+
     st = klp_state(k)
     patch = st.transition_patch
     assert patch is not None
@@ -90,6 +91,8 @@ def klp_try_complete_transition(k: Kernel) -> None:
             complete = False
     if not complete:
         return  # the kernel schedules klp_transition_work again (every second)
+    from . import core  # core.c and transition.c call each other: core imports this module
+
     patch = st.transition_patch
     assert patch is not None
     klp_complete_transition(k)

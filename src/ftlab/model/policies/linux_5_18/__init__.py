@@ -22,9 +22,6 @@ from .ftrace import (MULTI_FLAGS, __ftrace_hash_update_ipmodify, direct_ops, ftr
 from .trampoline import (BPF_TRAMP_F, bpf_trampoline_update, modify_fentry, register_fentry,  # noqa: F401
                          unregister_fentry)
 
-_NAME = "linux-5.18"
-
-
 def bpf_trampoline_lookup_fops(k: object, tr: object) -> None:
     """bpf_trampoline_lookup() (trampoline.c, 5.18): no DIRECT_CALLS block, so no tr->fops."""
     return None
@@ -35,19 +32,19 @@ def bpf_trampoline_put_fops(k: object, tr: object) -> None:
 
 
 BASE = Policy(
-    name=_NAME, kernel="Linux 5.18", description="before the series",
+    name=__name__, kernel="Linux 5.18", description="before the series",
     ftrace_ops_cmd=ftrace_ops_cmd, MULTI_FLAGS=int(MULTI_FLAGS), has_share_ipmodify_flag=False,
     register_ftrace_function=shared.register_ftrace_function_nolock,
     unregister_ftrace_function=shared.unregister_ftrace_function,
     ftrace_hash_update_ipmodify=__ftrace_hash_update_ipmodify,
-    prepare_direct_functions_for_ipmodify=absent(_NAME, "prepare_direct_functions_for_ipmodify"),
-    cleanup_direct_functions_after_ipmodify=absent(_NAME, "cleanup_direct_functions_after_ipmodify"),
-    register_ftrace_function_nolock=absent(_NAME, "register_ftrace_function_nolock"),
+    prepare_direct_functions_for_ipmodify=absent("prepare_direct_functions_for_ipmodify"),
+    cleanup_direct_functions_after_ipmodify=absent("cleanup_direct_functions_after_ipmodify"),
+    register_ftrace_function_nolock=absent("register_ftrace_function_nolock"),
     register_direct=register_ftrace_direct_multi,
     unregister_direct=shared.unregister_ftrace_direct_multi,
     modify_direct=modify_ftrace_direct_multi,
-    modify_direct_nolock=absent(_NAME, "modify_ftrace_direct_multi_nolock"),
-    modify_direct_body=absent(_NAME, "__modify_ftrace_direct_multi"),
+    modify_direct_nolock=absent("modify_ftrace_direct_multi_nolock"),
+    modify_direct_body=absent("__modify_ftrace_direct_multi"),
     BPF_TRAMP_F=BPF_TRAMP_F,
     bpf_trampoline_lookup_fops=bpf_trampoline_lookup_fops,
     bpf_trampoline_put_fops=bpf_trampoline_put_fops,
@@ -56,7 +53,7 @@ BASE = Policy(
     unregister_fentry=unregister_fentry,
     bpf_tramp_image_alloc=shared.bpf_tramp_image_alloc,
     bpf_trampoline_update=bpf_trampoline_update,
-    bpf_tramp_ftrace_ops_func=absent(_NAME, "bpf_tramp_ftrace_ops_func"),
+    bpf_tramp_ftrace_ops_func=absent("bpf_tramp_ftrace_ops_func"),
 )
 
 OVERLAYS: Mapping[str, Overlay] = {}

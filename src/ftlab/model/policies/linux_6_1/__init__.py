@@ -17,13 +17,14 @@ from ..merged import (__ftrace_hash_update_ipmodify, bpf_tramp_ftrace_ops_func, 
                       unregister_ftrace_function)
 from ..shared import (bpf_trampoline_lookup_fops, modify_fentry, register_ftrace_function_nolock,  # noqa: F401
                       unregister_fentry)
+from ..registry import FIX_MODIFY_SELF
 from . import backports
 from .ftrace import MULTI_FLAGS, __modify_ftrace_direct_multi, register_ftrace_direct_multi
 from .trampoline import (AGAIN_LIMIT, BPF_TRAMP_F, bpf_tramp_image_alloc, bpf_trampoline_put_fops,  # noqa: F401
                          bpf_trampoline_update, register_fentry)
 
 BASE = Policy(
-    name="linux-6.1", kernel="Linux 6.1", description="the 6.1 base",
+    name=__name__, kernel="Linux 6.1", description="the 6.1 base",
     ftrace_ops_cmd=ftrace_ops_cmd, MULTI_FLAGS=int(MULTI_FLAGS), has_share_ipmodify_flag=False,
     register_ftrace_function=merged.register_ftrace_function,
     unregister_ftrace_function=merged.unregister_ftrace_function,
@@ -49,5 +50,5 @@ BASE = Policy(
 
 #: The registry's changes, as this base takes them.
 OVERLAYS = {
-    "3e9a18e1c3e9": Overlay.functions("3e9a18e1c3e9", modify_direct_body=backports.__modify_ftrace_direct_multi),
+    FIX_MODIFY_SELF.id: Overlay.functions(FIX_MODIFY_SELF.id, modify_direct_body=backports.__modify_ftrace_direct_multi),
 }

@@ -19,17 +19,15 @@ from ..shared import bpf_tramp_image_alloc  # noqa: F401 (re-exported)
 from .trampoline import (BPF_TRAMP_F, bpf_tramp_ftrace_ops_func,  # noqa: F401
                          bpf_trampoline_put_fops, bpf_trampoline_update, register_fentry)
 
-_NAME = "seed-v2"
-
 BASE = Policy(
-    name=_NAME, kernel="bpf-next + v2 series", description="the seed",
+    name=__name__, kernel="bpf-next + v2 series", description="the seed",
     ftrace_ops_cmd=ftrace_ops_cmd, MULTI_FLAGS=int(MULTI_FLAGS), has_share_ipmodify_flag=True,
     register_ftrace_function=register_ftrace_function,
     unregister_ftrace_function=shared.unregister_ftrace_function,
     ftrace_hash_update_ipmodify=__ftrace_hash_update_ipmodify,
     prepare_direct_functions_for_ipmodify=prepare_direct_functions_for_ipmodify,
-    cleanup_direct_functions_after_ipmodify=absent(_NAME, "cleanup_direct_functions_after_ipmodify"),
-    register_ftrace_function_nolock=absent(_NAME, "register_ftrace_function_nolock"),
+    cleanup_direct_functions_after_ipmodify=absent("cleanup_direct_functions_after_ipmodify"),
+    register_ftrace_function_nolock=absent("register_ftrace_function_nolock"),
     register_direct=register_ftrace_direct_multi,
     unregister_direct=shared.unregister_ftrace_direct_multi,
     modify_direct=shared.modify_ftrace_direct_multi,
