@@ -720,7 +720,8 @@ def _outcome_trylock_busy(k: Kernel) -> tuple:
     attach(k, "fx", "fexit")
     other_task_holds(k, tr_of(k, "fa").mutex)
     slept: list[int] = []
-    if "msleep" in getattr(k.policy.bpf_tramp_ftrace_ops_func, "__code__").co_names:
+    code = getattr(k.policy.bpf_tramp_ftrace_ops_func, "__code__", None)  # 5.18 has no ops_func at all
+    if code is not None and "msleep" in code.co_names:
         real = merged.msleep
         merged.msleep = lambda k2, ms: slept.append(ms)  # type: ignore[assignment]
         try:
