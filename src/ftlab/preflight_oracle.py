@@ -44,7 +44,7 @@ def capture(paths: list[str], out_dir: str, progress: Callable[[str], None] | No
 
     Writes ``<out_dir>/<scenario basename>.snapshot.json``; returns the oracle results document.
     """
-    from .cli_oracle import resolve_items
+    from .bundled import resolve_items
     from .oracle import runner
 
     items = resolve_items(paths)
