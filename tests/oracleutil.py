@@ -21,7 +21,7 @@ def guest_items(tmp_path, name: str, scenario: str) -> tuple[list, object]:
     """``scenario`` (YAML text) written to ``tmp_path/name.yaml`` and resolved as oracle items,
     after :func:`ready_kernel`; and an empty ``tmp_path/out`` for the run."""
     ready_kernel()
-    from ftlab.cli_oracle import resolve_items
+    from ftlab.bundled import resolve_items
 
     src = tmp_path / f"{name}.yaml"
     src.write_text(scenario)

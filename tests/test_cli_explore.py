@@ -100,7 +100,7 @@ steps:
         funcs: [cmdline_proc_show]
     schedule: SCHEDULE
 """
-    from ftlab.cli_explore import resolve_universe
+    from ftlab.bundled import resolve_universe
     from ftlab.explorer.interleavings import explore_interleavings
     from ftlab.explorer.universe import FtraceModel
 

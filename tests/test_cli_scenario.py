@@ -21,8 +21,9 @@ import jsonschema
 import pytest
 import yaml
 
+from ftlab.bundled import bundled
 from ftlab.cli import SUBCOMMANDS
-from ftlab.cli_scenario import SHOW_VIEWS, bundled
+from ftlab.cli.scenario import SHOW_VIEWS
 from ftlab.errors import ModelError
 from ftlab.output_schemas import SCHEMAS, validate
 from ftlab.scenario import load_scenario_text
@@ -315,9 +316,9 @@ JSON_COMMANDS = {
 
 
 def test_every_command_with_an_output_schema_is_covered_by_the_json_test() -> None:
-    from ftlab.cli import _register_all
+    from ftlab.cli import build_parser as _register_all
 
-    _register_all()  # subcommands register themselves when the parser is first built
+    _register_all()  # builds the parser from every subcommand of SUBCOMMANDS
     assert {k.split()[0] for k in JSON_COMMANDS} == set(SCHEMAS)
     assert set(SCHEMAS) <= set(SUBCOMMANDS)
 

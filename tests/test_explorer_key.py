@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from ftlab.cli_explore import bundled_universes, resolve_universe
+from ftlab.bundled import bundled_universes, resolve_universe
 from ftlab.explorer.universe import FtraceModel
 from ftlab.model.invariants import check_all
 

@@ -16,7 +16,7 @@ import pytest
 from ftlab.oracle import runner
 from ftlab.oracle.modgen import kprobe_module
 from ftlab.preflight import load_snapshot, preflight, reconstruct
-from ftlab.preflight_oracle import SNAPSHOT_PY
+from ftlab.preflight.oracle import SNAPSHOT_PY
 
 from oracleutil import guest_items
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ftlab.cli_oracle import resolve_items
+from ftlab.bundled import resolve_items
 from ftlab.oracle import runner
 from ftlab.oracle.diff import diff_document, model_policy, render
 

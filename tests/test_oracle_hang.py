@@ -48,7 +48,7 @@ def write_snapshot(doc, path):
 @pytest.mark.oracle
 def test_a_hung_guest_is_killed_and_the_rest_runs_in_a_fresh_one(tmp_path) -> None:
     ready_kernel()
-    from ftlab.cli_oracle import resolve_items
+    from ftlab.bundled import resolve_items
 
     (tmp_path / "hangs.yaml").write_text(HANGS)
     (tmp_path / "after.yaml").write_text(AFTER)

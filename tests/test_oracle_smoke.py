@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from ftlab.cli_oracle import POLICY, resolve_items
+from ftlab.bundled import resolve_items
+from ftlab.cli.oracle import POLICY
 from ftlab.errors import OracleError
 from ftlab.oracle import runner
 from ftlab.oracle.diff import compare_scenario, diff_document, model_policy, render, timings_text

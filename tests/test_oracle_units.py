@@ -324,7 +324,7 @@ def test_at_least_thirty_oracle_scenarios_all_replayable() -> None:
 
 def test_ftlab_run_does_not_list_oracle_scenarios() -> None:
     from ftlab.cli import main
-    from ftlab.cli_scenario import bundled
+    from ftlab.bundled import bundled
     assert not any(n.startswith("pair-") or "/" in n for n in bundled())
     assert main(["oracle", "gen", "--help"]) == 0
 
@@ -339,7 +339,7 @@ def test_oracle_gen_cli_writes_files(tmp_path, capsys) -> None:
 
 
 def test_oracle_scenario_arguments_resolve(capsys) -> None:
-    from ftlab.cli_oracle import resolve_items
+    from ftlab.bundled import resolve_items
     items = resolve_items(["oracle/pair-livepatch-fexit", "atomic-replace"])
     assert [i.source for i in items] == ["examples/oracle/pair-livepatch-fexit.yaml", "examples/atomic-replace.yaml"]
     assert len(resolve_items(["oracle/"])) == len(oracle_examples())
@@ -361,7 +361,7 @@ def test_a_folder_of_scenarios_is_every_file_in_it(tmp_path):
 
     import pytest
 
-    from ftlab.cli_oracle import resolve_items
+    from ftlab.bundled import resolve_items
     from ftlab.errors import InputError
 
     folder = Path(__file__).resolve().parents[1] / "src" / "ftlab" / "examples" / "oracle"

@@ -15,7 +15,7 @@ import pytest
 
 from ftlab import output_schemas
 from ftlab.cli import main
-from ftlab.cli_scenario import bundled
+from ftlab.bundled import bundled
 from ftlab.output_schemas import SCHEMAS, validate
 
 SCENARIO = """\

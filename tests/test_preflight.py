@@ -1,5 +1,5 @@
 """ftlab snapshot / ftlab preflight: the stand-alone snapshot script, the reconstruction from real
-guest snapshots (tests/data/snapshots, taken by ftlab.preflight_oracle from the .yaml next to each),
+guest snapshots (tests/data/snapshots, taken by ftlab.preflight.oracle from the .yaml next to each),
 open questions answered per variant, and bad input."""
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import pytest
 
 from ftlab.oracle import runner
 from ftlab.preflight import parse_enabled_functions, preflight
-from ftlab.preflight_oracle import snapshot_hook
+from ftlab.preflight.oracle import snapshot_hook
 
 from oracleutil import guest_items
 

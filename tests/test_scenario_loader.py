@@ -320,7 +320,7 @@ def test_json_check_names_points_at_the_step_object() -> None:
 
 
 def test_every_bundled_example_loads_and_passes_check_names() -> None:
-    from ftlab.cli_scenario import bundled
+    from ftlab.bundled import bundled
 
     examples = bundled()
     assert len(examples) >= 12

@@ -16,7 +16,7 @@ import pytest
 from ftlab.errors import OracleError
 from ftlab.oracle import runner
 from ftlab.preflight import preflight
-from ftlab.preflight_oracle import SNAPSHOT_PY
+from ftlab.preflight.oracle import SNAPSHOT_PY
 
 from oracleutil import guest_items
 

@@ -242,7 +242,7 @@ def explore_figures(depth: int = 6, policy: str = SEED_POLICY) -> list[ExploreFi
     import os
     import tracemalloc
 
-    from .cli_explore import bundled_universes, resolve_universe
+    from .bundled import bundled_universes, resolve_universe
     from .explorer.explore import explore
 
     workers = os.cpu_count() or 1

@@ -90,7 +90,7 @@ Schemas are closed (``additionalProperties: false``): a new field needs a schema
                                 "safe": bool}]}]}
 
 ``oracle`` -- ``"action"`` names the subcommand (``setup``, ``run``, ``diff``, ``gen``); the rest of
-the document is that action's (described in :mod:`ftlab.cli_oracle`) and is left open here.
+the document is that action's (described in :mod:`ftlab.cli.oracle`) and is left open here.
 
 ``schema``::
 

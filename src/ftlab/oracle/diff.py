@@ -115,7 +115,7 @@ def _fmt(v: Any) -> list[str]:
 
 
 def render(doc: dict[str, Any]) -> str:
-    """Human text of a diff document (:func:`ftlab.cli_oracle` builds it)."""
+    """Human text of a diff document (:mod:`ftlab.cli.oracle` builds it)."""
     out = [f"kernel {doc['kernel']} vs model policy {doc['policy']}\n"]
     if doc.get("policy_note"):
         out.append(f"note: {doc['policy_note']}\n")

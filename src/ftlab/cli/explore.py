@@ -16,33 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import resources
 from typing import Any
 
-from .cli import Output, add_json_option, json_document, rich_table, subcommand, use_rich
-from .errors import InputError
-from .explorer.explore import (PolicyReport, counterexample_scenario, dump_scenario, explore,
-                               interleaving_scenario)
-from .model.policies.registry import MUTATIONS, mutation_applies
-from .explorer.universe import FtraceModel, UniverseSpec, load_universe, load_universe_text
-from .model.policies import policy_names
-
-
-def bundled_universes() -> dict[str, Any]:
-    root = resources.files("ftlab.examples").joinpath("universes")
-    return {e.name.rsplit(".", 1)[0]: e for e in sorted(root.iterdir(), key=lambda e: e.name)
-            if e.name.endswith((".yaml", ".yml", ".json"))}
-
-
-def resolve_universe(arg: str) -> tuple[UniverseSpec, str]:
-    if os.path.exists(arg):
-        return load_universe(arg), arg
-    entry = bundled_universes().get(arg)
-    if entry is None:
-        raise InputError("no such file, and no bundled universe of that name "
-                         f"(bundled: {', '.join(bundled_universes())})", arg)
-    source = f"examples/universes/{entry.name}"
-    return load_universe_text(entry.read_text(encoding="utf-8"), source), source
+from ..bundled import bundled_universes, resolve_universe
+from ..errors import InputError
+from ..explorer.explore import (PolicyReport, counterexample_scenario, dump_scenario, explore,
+                                interleaving_scenario)
+from ..model.policies.registry import MUTATIONS, mutation_applies
+from ..explorer.universe import FtraceModel, UniverseSpec
+from ..model.policies import policy_names
+from ._base import Output, Subcommand, add_json_option, json_document, rich_table, use_rich
 
 
 def _depth(text: str) -> int:
@@ -98,8 +81,6 @@ def _progress_printer() -> Any:
     return show
 
 
-@subcommand("explore", "every order of client actions and every interleaving of concurrent ones",
-            configure=_configure)
 def cmd_explore(args: argparse.Namespace) -> Output:
     if args.universe == "all":
         if args.emit_scenario:
@@ -300,3 +281,9 @@ def render(source: str, spec: UniverseSpec, reports: list[PolicyReport], depth: 
                     out.append(f"    then a call of {func}:\n")
                     out.extend(f"       {e['kind']} {e['detail']}\n" for e in events)
     return "".join(out)
+
+
+SUBCOMMANDS = (
+    Subcommand("explore", "every order of client actions and every interleaving of concurrent ones",
+               configure=_configure, run=cmd_explore),
+)

@@ -1,6 +1,6 @@
 """Snapshots of real guests: run scenarios in the oracle's QEMU guest and take ``snapshot.py`` there.
 
-Used to make the committed test data (tests/data/snapshots/, ``python -m ftlab.preflight_oracle
+Used to make the committed test data (tests/data/snapshots/, ``python -m ftlab.preflight.oracle
 OUTDIR SCENARIO...``; ``--kernel 6.12`` for the 6.12 guest's, tests/data/snapshots/6.12/) and by
 the end-to-end preflight test. It reuses the oracle
 (:func:`ftlab.oracle.runner.run`) through its ``post_plan`` hook: after step ``at`` of a scenario
@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any, Callable
 
-SNAPSHOT_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "snapshot.py")
+SNAPSHOT_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "snapshot.py")
 
 
 def snapshot_hook(points: dict[int, tuple[int | None, str, bool]], out_dir: str,
@@ -44,8 +44,8 @@ def capture(paths: list[str], out_dir: str, progress: Callable[[str], None] | No
 
     Writes ``<out_dir>/<scenario basename>.snapshot.json``; returns the oracle results document.
     """
-    from .cli_oracle import resolve_items
-    from .oracle import runner
+    from ..bundled import resolve_items
+    from ..oracle import runner
 
     items = resolve_items(paths)
     points = {i: (None, os.path.basename(p).rsplit(".", 1)[0] + ".snapshot.json", False)
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:  # pragma: no cover - a maintenance script
     if len(argv) >= 2 and argv[0] == "--kernel":
         kernel, argv = argv[1], argv[2:]
     if len(argv) < 2:
-        sys.stderr.write("usage: python -m ftlab.preflight_oracle [--kernel 6.1|6.12] OUTDIR SCENARIO.yaml...\n")
+        sys.stderr.write("usage: python -m ftlab.preflight.oracle [--kernel 6.1|6.12] OUTDIR SCENARIO.yaml...\n")
         return 2
     doc = capture(argv[1:], argv[0], progress=lambda s: sys.stderr.write(s + "\n"), kernel=kernel)
     bad = [s for s in doc["scenarios"] if s["status"] != "clean"]

@@ -36,47 +36,13 @@ import os
 import sys
 from typing import Any
 
-from .cli import Output, _non_negative_int, add_json_option, json_document, subcommand
-from .cli_scenario import bundled, resolve
-from .errors import InputError, OracleError
-from .oracle import kernels
-from .scenario import load_scenario_text
+from ..bundled import resolve_items
+from ..errors import InputError, OracleError
+from ..oracle import kernels
+from ._base import Output, Subcommand, add_json_option, json_document, non_negative_int
 
 POLICY = kernels.get(kernels.DEFAULT).policy  # the default kernel's (ftlab.oracle.kernels has each kernel's)
 DEFAULT_OUT = os.path.join("out", "oracle")
-
-
-def oracle_bundled() -> dict[str, Any]:
-    """examples/oracle: name -> resource."""
-    return bundled("oracle")
-
-
-def resolve_items(args: list[str]) -> list[Any]:
-    """Scenario arguments -> oracle items (files, folders of files, bundled names, ``oracle/NAME``,
-    ``oracle/``)."""
-    from .oracle.runner import Item
-
-    items = []
-    for arg in args:
-        if arg in ("oracle", "oracle/") and not os.path.exists(arg):
-            for name, entry in oracle_bundled().items():
-                source = f"examples/oracle/{entry.name}"
-                sc, lines = load_scenario_text(entry.read_text(encoding="utf-8"), source)
-                items.append(Item(sc, lines, source))
-            continue
-        if os.path.isdir(arg):  # a folder of scenarios (examples/oracle/, the output of `oracle gen`)
-            files = sorted(f for f in os.listdir(arg) if f.endswith((".yaml", ".yml", ".json")))
-            if not files:
-                raise InputError("no scenario files (*.yaml, *.yml, *.json) in this folder", arg)
-            for f in files:
-                sc, lines, source = resolve(os.path.join(arg, f))
-                items.append(Item(sc, lines, source))
-            continue
-        sc, lines, source = resolve(arg)
-        items.append(Item(sc, lines, source))
-    if not items:
-        raise InputError("give at least one scenario", "oracle")
-    return items
 
 
 def _progress(quiet: bool) -> Any:
@@ -109,8 +75,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
             r.add_argument("--results", metavar="DIR",
                            help="compare with an earlier 'oracle run' instead of booting a guest")
     g = subs.add_parser("gen", help="write seeded random scenarios over the callable functions")
-    g.add_argument("--seed", type=_non_negative_int, required=True)
-    g.add_argument("--count", type=_non_negative_int, required=True)
+    g.add_argument("--seed", type=non_negative_int, required=True)
+    g.add_argument("--count", type=non_negative_int, required=True)
     g.add_argument("--out", metavar="DIR", default=os.path.join("out", "oracle-gen"))
     add_json_option(g)
 
@@ -119,8 +85,6 @@ def _oracle_error(e: OracleError) -> InputError:
     return InputError(str(e), "oracle")
 
 
-@subcommand("oracle", "replay scenarios on the real Linux 6.1 or 6.12 kernel under QEMU and diff with the model",
-            configure=_configure)
 def cmd_oracle(args: argparse.Namespace) -> Output:
     try:
         return _ACTIONS[args.oracle_action](args)
@@ -129,7 +93,7 @@ def cmd_oracle(args: argparse.Namespace) -> Output:
 
 
 def _setup(args: argparse.Namespace) -> Output:
-    from .oracle import install
+    from ..oracle import install
 
     log: list[str] = []
     infos = install.ensure_all(log)
@@ -141,8 +105,8 @@ def _setup(args: argparse.Namespace) -> Output:
 
 
 def _run(args: argparse.Namespace) -> Output:
-    from .oracle import runner
-    from .oracle.diff import timings_text
+    from ..oracle import runner
+    from ..oracle.diff import timings_text
 
     items = resolve_items(args.scenarios)
     series = [k.series for k in kernels.select(args.kernel)]
@@ -164,8 +128,8 @@ def _run(args: argparse.Namespace) -> Output:
 
 
 def _diff(args: argparse.Namespace) -> Output:
-    from .oracle import runner
-    from .oracle.diff import diff_document, render
+    from ..oracle import runner
+    from ..oracle.diff import diff_document, render
 
     items = resolve_items(args.scenarios)
     series = [k.series for k in kernels.select(args.kernel)]
@@ -187,7 +151,7 @@ def _diff(args: argparse.Namespace) -> Output:
 
 
 def _gen(args: argparse.Namespace) -> Output:
-    from .oracle.gen import generate_files
+    from ..oracle.gen import generate_files
 
     files = generate_files(args.seed, args.count)
     os.makedirs(args.out, exist_ok=True)
@@ -203,3 +167,9 @@ def _gen(args: argparse.Namespace) -> Output:
 
 
 _ACTIONS = {"setup": _setup, "run": _run, "diff": _diff, "gen": _gen}
+
+
+SUBCOMMANDS = (
+    Subcommand("oracle", "replay scenarios on the real Linux 6.1 or 6.12 kernel under QEMU and diff with the model",
+               configure=_configure, run=cmd_oracle),
+)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import Output, add_json_option, json_document, subcommand
-from .errors import InputError
-from .model.policies import policy_names
+from ..errors import InputError
+from ..model.policies import policy_names
+from ._base import Output, Subcommand, add_json_option, json_document
 
 
 def _configure_snapshot(p: argparse.ArgumentParser) -> None:
@@ -30,10 +30,8 @@ def _configure_snapshot(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-bpftool", action="store_true", help="do not run bpftool; read /proc/*/fdinfo")
 
 
-@subcommand("snapshot", "record this machine's ftrace state (run as root on the machine) for ftlab preflight",
-            configure=_configure_snapshot)
 def cmd_snapshot(args: argparse.Namespace) -> Output:
-    from . import snapshot
+    from .. import snapshot
 
     doc = snapshot.take_snapshot(use_bpftool=not args.no_bpftool)
     if args.out in (None, "-"):
@@ -58,13 +56,19 @@ def _configure_preflight(p: argparse.ArgumentParser) -> None:
     add_json_option(p)
 
 
-@subcommand("preflight", "predict what proposed actions do on the machine a snapshot was taken on",
-            configure=_configure_preflight)
 def cmd_preflight(args: argparse.Namespace) -> Output:
-    from .preflight import preflight, render
+    from ..preflight import preflight, render
 
     doc = preflight(args.snapshot, list(args.actions), policy=args.policy)
     status = 0 if doc["ok"] else 1
     if args.json:
         return Output(json_document("preflight", **doc), status)
     return Output(render(doc), status)
+
+
+SUBCOMMANDS = (
+    Subcommand("snapshot", "record this machine's ftrace state (run as root on the machine) for ftlab preflight",
+               configure=_configure_snapshot, run=cmd_snapshot),
+    Subcommand("preflight", "predict what proposed actions do on the machine a snapshot was taken on",
+               configure=_configure_preflight, run=cmd_preflight),
+)

@@ -24,55 +24,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from importlib import resources
 from typing import Any
 
-from .cli import Output, add_json_option, json_document, rich_table, subcommand, use_rich
-from .errors import InputError
-from .model.arch import ARCHES
-from .model.policies import policy_names
-from .scenario import load_scenario, load_scenario_text
-from .scenario.compare import compare
-from .actions import show_view
-from .scenario.runner import RunResult, run_scenario
-from .scenario.schema import Scenario
-
-
-# ---------------------------------------------------------------------------------------------
-# Bundled scenarios
-# ---------------------------------------------------------------------------------------------
-def bundled(folder: str | None = None) -> dict[str, Any]:
-    """Bundled example scenarios (of ``examples/FOLDER``, e.g. ``oracle``): name -> resource path."""
-    root = resources.files("ftlab.examples")
-    if folder is not None:
-        root = root.joinpath(folder)
-    out = {}
-    for entry in sorted(root.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith((".yaml", ".yml", ".json")):
-            out[entry.name.rsplit(".", 1)[0]] = entry
-    return out
-
-
-def resolve(arg: str) -> tuple[Scenario, dict, str]:
-    """A scenario file path, the name of a bundled scenario, or ``oracle/NAME`` (examples/oracle)."""
-    if os.path.exists(arg):
-        scenario, lines = load_scenario(arg)
-        return scenario, lines, arg
-    if arg.startswith("oracle/"):
-        name = arg[len("oracle/"):]
-        entry = bundled("oracle").get(name.rsplit(".", 1)[0] if name.endswith((".yaml", ".yml")) else name)
-        if entry is None:
-            raise InputError("no such file, and no oracle scenario of that name (see examples/oracle)", arg)
-        source = f"examples/oracle/{entry.name}"
-        scenario, lines = load_scenario_text(entry.read_text(encoding="utf-8"), source)
-        return scenario, lines, source
-    entry = bundled().get(arg)
-    if entry is None:
-        raise InputError("no such file, and no bundled scenario of that name (ftlab run lists them)", arg)
-    source = f"examples/{entry.name}"
-    scenario, lines = load_scenario_text(entry.read_text(encoding="utf-8"), source)
-    return scenario, lines, source
+from ..bundled import bundled, resolve
+from ..errors import InputError
+from ..model.arch import ARCHES
+from ..model.policies import policy_names
+from ..scenario import load_scenario
+from ..scenario.compare import compare
+from ..actions import show_view
+from ..scenario.runner import RunResult, run_scenario
+from ..scenario.schema import Scenario
+from ._base import Output, Subcommand, add_json_option, json_document, rich_table, use_rich
 
 
 def _configure_run(p: argparse.ArgumentParser) -> None:
@@ -84,7 +48,6 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     add_json_option(p)
 
 
-@subcommand("run", "run a scenario step by step and check its expectations", configure=_configure_run)
 def cmd_run(args: argparse.Namespace) -> Output:
     """``ftlab run``: exit 0 when every expectation holds, 1 when one does not, 2 for bad input."""
     if args.scenario is None:
@@ -146,7 +109,6 @@ def _configure_show(p: argparse.ArgumentParser) -> None:
     add_json_option(p)
 
 
-@subcommand("show", "the full model state after a step of a scenario", configure=_configure_show)
 def cmd_show(args: argparse.Namespace) -> Output:
     scenario, lines, source = resolve(args.scenario)
     n = len(scenario.steps)
@@ -189,7 +151,6 @@ def _cell_text(cell: dict[str, Any] | None) -> str:
     return cell["result"]
 
 
-@subcommand("compare", "run one scenario under several policies, side by side", configure=_configure_compare)
 def cmd_compare(args: argparse.Namespace) -> Output:
     """``ftlab compare``: exit 0 when every policy gives the same results, 1 when they differ."""
     policies = list(dict.fromkeys(p.strip() for p in args.policies.split(",") if p.strip()))
@@ -229,7 +190,6 @@ def _configure_schema(p: argparse.ArgumentParser) -> None:
     add_json_option(p)
 
 
-@subcommand("schema", "print the JSON Schema of scenario files", configure=_configure_schema)
 def cmd_schema(args: argparse.Namespace) -> Output:
     """The schema itself; with ``--json``, wrapped like every command's document: ``{"format": 1,
     "command": "schema", "schema": {...}}``."""
@@ -237,3 +197,15 @@ def cmd_schema(args: argparse.Namespace) -> Output:
     if args.json:
         return Output(json_document("schema", schema=schema))
     return Output(json.dumps(schema, indent=2) + "\n")
+
+
+SUBCOMMANDS = (
+    Subcommand("run", "run a scenario step by step and check its expectations",
+               configure=_configure_run, run=cmd_run),
+    Subcommand("show", "the full model state after a step of a scenario",
+               configure=_configure_show, run=cmd_show),
+    Subcommand("compare", "run one scenario under several policies, side by side",
+               configure=_configure_compare, run=cmd_compare),
+    Subcommand("schema", "print the JSON Schema of scenario files",
+               configure=_configure_schema, run=cmd_schema),
+)
