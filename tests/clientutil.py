@@ -7,7 +7,8 @@ state (``full_key``: the kernel's key plus every client subsystem's key) unchang
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ftlab.model.catalogue import Catalogue
 from ftlab.model.errno import Errno

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from bpfutil import STANDIN_RET, prog, small_kernel, standin_live_patch, state, tr_of
 
+from ftlab import catalogues
 from ftlab.errors import InputError
 from ftlab.model import calls, ftrace
 from ftlab.model.calls import CallContext, Regs, call
+from ftlab.model.calltable import CallTable, install
 from ftlab.model.clients import bpf
 from ftlab.model.flags import FTRACE_FL as R
 from ftlab.model.flags import FTRACE_OPS_FL as F
 from ftlab.model.flags import ftrace_ops_cmd
-from ftlab.model.calltable import CallTable, install
 from ftlab.model.kernel import Kernel
 from ftlab.model.locks import mutex_lock, mutex_unlock
 from ftlab.model.ops import ftrace_ops
-
-from bpfutil import STANDIN_RET, prog, small_kernel, standin_live_patch, state, tr_of
-from ftlab import catalogues
 
 SEEN: list[str] = []
 

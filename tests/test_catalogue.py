@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ftlab.errors import InputError, ModelError
-from ftlab.catalogues import EMBEDDED_NAME
-from ftlab.model.catalogue import INVALID_PREFIX, IP_BASE, IP_STRIDE, Catalogue
 from ftlab import catalogues
+from ftlab.catalogues import EMBEDDED_NAME
+from ftlab.errors import InputError, ModelError
+from ftlab.model.catalogue import INVALID_PREFIX, IP_BASE, IP_STRIDE, Catalogue
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from test_cli_catalogue import assert_one_line_error, ftlab
 
 from ftlab.bundled import bundled
 from ftlab.cli import SUBCOMMANDS
@@ -30,13 +31,11 @@ from ftlab.scenario import load_scenario_text
 from ftlab.scenario.runner import run_scenario
 from ftlab.scenario.schema import BpfStep
 
-from test_cli_catalogue import assert_one_line_error, ftlab
-
 GOLDEN = Path(__file__).with_name("golden")
 EXAMPLES = bundled()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ftlab_once(*args: str) -> subprocess.CompletedProcess[str]:
     """``ftlab(*args)`` for commands whose output depends only on their arguments (run once)."""
     return ftlab(*args)

@@ -8,23 +8,22 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from bpfutil import prog, small_kernel, standin_live_patch, state, tr_of
+from kutil import overlay
 
+from ftlab import catalogues
 from ftlab.errors import InputError
 from ftlab.model import direct, ftrace, views
+from ftlab.model.catalogue import Catalogue
 from ftlab.model.clients import bpf
 from ftlab.model.clients.bpf import BPF_TRAMP_F as T
 from ftlab.model.errno import Errno
 from ftlab.model.flags import FTRACE_FL as R
 from ftlab.model.flags import FTRACE_OPS_FL as F
 from ftlab.model.flags import ftrace_ops_cmd
-from ftlab.model.catalogue import Catalogue
 from ftlab.model.kernel import Kernel
 from ftlab.model.locks import mutex_lock, mutex_unlock
 from ftlab.model.policies import seed_v2
-
-from bpfutil import prog, small_kernel, standin_live_patch, state, tr_of
-from kutil import overlay
-from ftlab import catalogues
 
 ENABLE = ftrace_ops_cmd.FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY
 DISABLE = ftrace_ops_cmd.FTRACE_OPS_CMD_DISABLE_SHARE_IPMODIFY

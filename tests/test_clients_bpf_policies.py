@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
+from bpfutil import NAMES, STANDIN_RET, prog, standin_live_patch, state, tr_of
+from kutil import overlay, spy
 
+from ftlab import catalogues
 from ftlab.errors import KernelOops, ModelError
 from ftlab.model import direct, ftrace, views
 from ftlab.model.arch import ArchProfile
@@ -29,10 +32,6 @@ from ftlab.model.kernel import Kernel
 from ftlab.model.locks import mutex_lock, mutex_unlock
 from ftlab.model.ops import ftrace_ops
 from ftlab.model.policies import linux_5_18, linux_6_1, merged, seed_v2
-
-from bpfutil import NAMES, STANDIN_RET, prog, standin_live_patch, state, tr_of
-from kutil import overlay, spy
-from ftlab import catalogues
 
 POLICIES = ["linux-5.18", "seed-v2", "linux-6.1"]
 MODULES = {"linux-5.18": linux_5_18, "seed-v2": seed_v2, "linux-6.1": linux_6_1}
@@ -108,7 +107,7 @@ def test_each_policy_has_the_bpf_tramp_flags_of_its_bpf_h():
                                                         "IP_ARG", "RET_FENTRY_RET"]
     assert [f.name for f in seed_v2.BPF_TRAMP_F][-1] == "ORIG_STACK"
     assert linux_6_1.BPF_TRAMP_F.SHARE_IPMODIFY == 1 << 6 and linux_6_1.BPF_TRAMP_F.TAIL_CALL_CTX == 1 << 7
-    for name, mod in MODULES.items():
+    for mod in MODULES.values():
         for f in mod.BPF_TRAMP_F:
             assert T[f.name] == f  # same values as the superset
 

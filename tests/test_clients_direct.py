@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from clientutil import EAGAIN, EBUSY, EEXIST, ENOENT, LAYOUTS, TAGS, Run, assert_quiet, run_orders, small_kernel
 
 from ftlab.errors import InputError
 from ftlab.model import views
@@ -12,9 +13,6 @@ from ftlab.model.clients.bpf import BpfProgram, bpf_attach, bpf_detach
 from ftlab.model.clients.livepatch import livepatch_disable, livepatch_enable
 from ftlab.model.clients.tracer import current_tracer, set_ftrace_filter
 from ftlab.model.flags import FTRACE_OPS_FL as F
-
-from clientutil import (EAGAIN, EBUSY, EEXIST, ENOENT, LAYOUTS, TAGS, Run, assert_quiet,
-                        run_orders, small_kernel)
 
 
 def test_the_sample_s_ops_is_dynamic_direct_save_regs_without_ops_func():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from clientutil import EAGAIN, EBUSY, EINVAL, LAYOUTS, TAGS, Run, assert_quiet, full_key, run_orders, small_kernel
 
 from ftlab.errors import InputError
 from ftlab.model import views
@@ -13,9 +14,6 @@ from ftlab.model.clients.direct_client import direct_client_load
 from ftlab.model.clients.livepatch import livepatch_enable
 from ftlab.model.flags import FTRACE_OPS_FL as F
 from ftlab.model.invariants import check_all
-
-from clientutil import (EAGAIN, EBUSY, EINVAL, LAYOUTS, TAGS, Run, assert_quiet, full_key,
-                        run_orders, small_kernel)
 
 
 def state(run: Run) -> kp.KprobeState:

@@ -9,7 +9,24 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from clientutil import (
+    EAGAIN,
+    EBUSY,
+    EEXIST,
+    EINVAL,
+    ENODEV,
+    ENOENT,
+    LAYOUTS,
+    TAGS,
+    Run,
+    assert_quiet,
+    full_key,
+    init_clients,
+    run_orders,
+    small_kernel,
+)
 
+from ftlab import catalogues
 from ftlab.model import calls, views
 from ftlab.model.arch import ArchProfile
 from ftlab.model.calls import call
@@ -19,10 +36,6 @@ from ftlab.model.clients.direct_client import direct_client_load, direct_client_
 from ftlab.model.clients.kprobes import register_kprobe, unregister_kprobe
 from ftlab.model.flags import FTRACE_OPS_FL as F
 from ftlab.model.kernel import Kernel
-
-from clientutil import (EAGAIN, EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, LAYOUTS, TAGS, Run,
-                        assert_quiet, full_key, init_clients, run_orders, small_kernel)
-from ftlab import catalogues
 
 OBS_KLP = ("cmdline_proc_show (1)   I  \ttramp: ADDR (klp_ftrace_handler+0x0/0x110) "
            "->klp_ftrace_handler+0x0/0x110")

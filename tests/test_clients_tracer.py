@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from clientutil import EINVAL, ENODEV, LAYOUTS, TAGS, Run, assert_quiet, init_clients, run_orders, small_kernel
 
+from ftlab import catalogues
 from ftlab.errors import InputError
 from ftlab.model import ftrace
 from ftlab.model.calls import call
@@ -13,10 +15,6 @@ from ftlab.model.clients.kprobes import register_kprobe
 from ftlab.model.clients.livepatch import livepatch_enable
 from ftlab.model.flags import FTRACE_OPS_FL as F
 from ftlab.model.kernel import Kernel
-
-from clientutil import (EINVAL, ENODEV, LAYOUTS, TAGS, Run, assert_quiet, init_clients, run_orders,
-                        small_kernel)
-from ftlab import catalogues
 
 ALL = "#### all functions enabled ####\n"
 NONE_DISABLED = "#### no functions disabled ####\n"

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from kutil import (
+    F,
+    R,
+    SharingOwner,
+    direct_ops,
+    flags_of,
+    ftrace,
+    ftrace_ops,
+    ip,
+    ipmodify_ops,
+    plain_ops,
+    register_direct,
+    small_kernel,
+)
+
 from ftlab.model import direct
 from ftlab.model.errno import Errno
 from ftlab.model.locks import mutex_lock, mutex_unlock
-
-from kutil import (F, R, SharingOwner, direct_ops, flags_of, ftrace, ftrace_ops, ip, ipmodify_ops,
-                   plain_ops, register_direct, small_kernel)
 
 
 def test_register_sets_multi_flags_func_and_preset_trampoline_and_keeps_caller_bits():

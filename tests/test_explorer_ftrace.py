@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from ftlab.bundled import bundled_universes, resolve_universe
 from ftlab.explorer.explore import counterexample_scenario, explore, interleave_group
 from ftlab.explorer.interleavings import explore_interleavings
-from ftlab.model.sched import Task, run_tasks
 from ftlab.explorer.universe import FtraceModel, load_universe_text
-from ftlab.bundled import bundled_universes, resolve_universe
 from ftlab.model.catalogue import Catalogue
 from ftlab.model.invariants import check_all
 from ftlab.model.kernel import Kernel
+from ftlab.model.sched import Task, run_tasks
 
 
 def universe(name):

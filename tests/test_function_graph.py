@@ -12,7 +12,7 @@ from ftlab.model.catalogue import Catalogue
 from ftlab.model.clients import tracer
 from ftlab.model.errno import Errno
 from ftlab.model.kernel import Kernel
-from ftlab.preflight import parse_action, preflight, reconstruct, load_snapshot
+from ftlab.preflight import load_snapshot, parse_action, preflight, reconstruct
 
 NAMES = ["fa", "fb", "fc"]
 

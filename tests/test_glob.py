@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ftlab import catalogues
 from ftlab.errors import InputError
 from ftlab.model.catalogue import Catalogue
 from ftlab.model.glob import (
@@ -26,7 +27,6 @@ from ftlab.model.glob import (
     simple_strtoul,
     trace_get_user_tokens,
 )
-from ftlab import catalogues
 
 R = RegexType
 

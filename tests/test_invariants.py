@@ -6,7 +6,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from clientutil import TAGS, Run, run_orders, small_kernel
 
+from ftlab import catalogues
 from ftlab.model import ftrace, invariants
 from ftlab.model.clients import kprobes as kp
 from ftlab.model.clients import livepatch as lp
@@ -16,9 +18,6 @@ from ftlab.model.clients.direct_client import direct_client_load, direct_client_
 from ftlab.model.flags import FTRACE_FL as R
 from ftlab.model.invariants import BY_NAME, INVARIANTS, check_all
 from ftlab.model.ops import ftrace_ops
-
-from clientutil import Run, TAGS, run_orders, small_kernel
-from ftlab import catalogues
 
 
 def one(k, name: str) -> list[str]:
@@ -223,9 +222,9 @@ def test_every_pair_of_clients_in_every_order_under_each_policy(policy):
 
 
 def test_the_embedded_catalogue_supports_the_checks():
-    from ftlab.model.kernel import Kernel
-
     from clientutil import init_clients
+
+    from ftlab.model.kernel import Kernel
 
     k = init_clients(Kernel(catalogues.embedded()))
     run = Run(k)

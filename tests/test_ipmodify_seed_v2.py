@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from kutil import (
+    F,
+    R,
+    SharingOwner,
+    direct_ops,
+    flags_of,
+    ftrace,
+    ftrace_ops,
+    ip,
+    ipmodify_ops,
+    plain_ops,
+    register_direct,
+    small_kernel,
+)
+
 from ftlab.model.errno import Errno
 from ftlab.model.hash import EMPTY_HASH, ftrace_hash
-
-from kutil import (F, R, SharingOwner, direct_ops, flags_of, ftrace, ftrace_ops, ip, ipmodify_ops,
-                   plain_ops, register_direct, small_kernel)
 
 upd = lambda k, ops, old, new: k.policy.ftrace_hash_update_ipmodify(k, ops, old, new)  # noqa: E731
 

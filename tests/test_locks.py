@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from kutil import SharingOwner, direct_ops, ftrace, ipmodify_ops, register_direct, small_kernel
 
 from ftlab.errors import ModelError
 from ftlab.model.locks import mutex_is_locked, mutex_lock, mutex_trylock, mutex_unlock
-
-from kutil import SharingOwner, direct_ops, ftrace, ipmodify_ops, register_direct, small_kernel
 
 
 def test_recursive_mutex_lock_is_a_model_error():

@@ -10,15 +10,15 @@ import os
 
 import pytest
 
+from ftlab import catalogues
 from ftlab.errors import InputError
 from ftlab.model import views
 from ftlab.model.catalogue import Catalogue
 from ftlab.model.clients import bpf, kprobes, livepatch
 from ftlab.model.kernel import Kernel
-from ftlab.preflight import preflight, reconstruct, load_snapshot
+from ftlab.preflight import load_snapshot, preflight, reconstruct
 from ftlab.scenario.loader import load_scenario_text
 from ftlab.scenario.runner import run_scenario
-from ftlab import catalogues
 
 TEXT = "foo\nbar\ndup\ndup\nfoo [nfs]\nonly_nfs [nfs]\ndup [nfs]\nfoo [xfs]\nonly_two [nfs]\nonly_two [xfs]\n"
 

@@ -12,13 +12,12 @@ module name that starts with a digit as an index).
 from __future__ import annotations
 
 import pytest
+from oracleutil import guest_items
 
 from ftlab.oracle import runner
 from ftlab.oracle.modgen import kprobe_module
 from ftlab.preflight import load_snapshot, preflight, reconstruct
 from ftlab.preflight.oracle import SNAPSHOT_PY
-
-from oracleutil import guest_items
 
 SCENARIO = """\
 description: "module functions: kprobe on 9p:v9fs_mount, :mod: filters, tracer on v9fs_statfs [9p]"

@@ -10,11 +10,10 @@ limit, record scenario 1 as hung at that step, boot a second guest for scenario 
 from __future__ import annotations
 
 import pytest
+from oracleutil import ready_kernel
 
 from ftlab.errors import OracleError
 from ftlab.oracle import runner
-
-from oracleutil import ready_kernel
 
 HANGS = """\
 description: "a kprobe, then the guest goes silent (host stall handling)"

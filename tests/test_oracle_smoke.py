@@ -10,6 +10,7 @@ QEMU or a kernel cannot be set up. The full set: ``ftlab oracle diff --kernel al
 from __future__ import annotations
 
 import pytest
+from oracleutil import ready_kernel
 
 from ftlab.bundled import resolve_items
 from ftlab.cli.oracle import POLICY
@@ -17,8 +18,6 @@ from ftlab.errors import OracleError
 from ftlab.oracle import runner
 from ftlab.oracle.diff import compare_scenario, diff_document, model_policy, render, timings_text
 from ftlab.oracle.observe import head_fields, model_steps
-
-from oracleutil import ready_kernel
 
 SMOKE = ["oracle/pair-livepatch-fexit", "oracle/pair-fmodret-direct", "oracle/pair-kprobe-tracer",
          "oracle/replace-under-fexit"]

@@ -150,7 +150,7 @@ def test_tracing_program_jumps_land_on_the_exit_path(ret_off: int | None, ret: i
     assert slots[out] == (0xB7, 0, 0, ret) and slots[-1][0] == 0x95
     jumps = [(i, s) for i, s in enumerate(slots) if s[0] in (0x15, 0x25)]
     assert len(jumps) == 3
-    for i, (code, _regs, off, _imm) in jumps:
+    for i, (_code, _regs, off, _imm) in jumps:
         assert i + 1 + off == out
     loads = [s for s in slots if s[0] == 0x18]
     assert len(loads) == 2 and all(s[3] == 5 and s[1] >> 4 == 1 for s in loads)
@@ -323,8 +323,8 @@ def test_at_least_thirty_oracle_scenarios_all_replayable() -> None:
 
 
 def test_ftlab_run_does_not_list_oracle_scenarios() -> None:
-    from ftlab.cli import main
     from ftlab.bundled import bundled
+    from ftlab.cli import main
     assert not any(n.startswith("pair-") or "/" in n for n in bundled())
     assert main(["oracle", "gen", "--help"]) == 0
 

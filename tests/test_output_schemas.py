@@ -14,8 +14,8 @@ import jsonschema
 import pytest
 
 from ftlab import output_schemas
-from ftlab.cli import main
 from ftlab.bundled import bundled
+from ftlab.cli import main
 from ftlab.output_schemas import SCHEMAS, validate
 
 SCENARIO = """\

@@ -8,6 +8,7 @@ seed-v2 ENABLE sets FTRACE_OPS_FL_SHARE_IPMODIFY; under 6.1 SELF answers -EAGAIN
 from __future__ import annotations
 
 import pytest
+from kutil import F, R, ftrace_ops, ip, ipmodify_ops, small_kernel
 
 from ftlab.errors import ModelError
 from ftlab.model import direct, ftrace
@@ -15,8 +16,6 @@ from ftlab.model.catalogue import Catalogue
 from ftlab.model.errno import Errno
 from ftlab.model.kernel import Kernel
 from ftlab.model.policies import get_policy, linux_5_18, policy_names
-
-from kutil import F, R, ftrace_ops, ip, ipmodify_ops, small_kernel
 
 POLICIES = ["linux-5.18", "seed-v2", "linux-6.1"]
 

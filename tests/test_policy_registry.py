@@ -9,8 +9,18 @@ import re
 import pytest
 
 from ftlab.errors import InputError, ModelError
-from ftlab.model.policies import Overlay, Policy, compose, get_policy, policy_names, rebind, registry, slot_names
-from ftlab.model.policies import linux_6_1, merged
+from ftlab.model.policies import (
+    Overlay,
+    Policy,
+    compose,
+    get_policy,
+    linux_6_1,
+    merged,
+    policy_names,
+    rebind,
+    registry,
+    slot_names,
+)
 from ftlab.model.policies.mutations import overlay as mutation_overlay
 from ftlab.scenario.loader import load_scenario_text
 from ftlab.scenario.runner import run_scenario

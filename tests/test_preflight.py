@@ -15,8 +15,14 @@ import pytest
 
 from ftlab.cli import main
 from ftlab.errors import InputError
-from ftlab.preflight import (load_snapshot, parse_action, parse_enabled_functions, policy_for_release, preflight,
-                             reconstruct)
+from ftlab.preflight import (
+    load_snapshot,
+    parse_action,
+    parse_enabled_functions,
+    policy_for_release,
+    preflight,
+    reconstruct,
+)
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "snapshots")
 SRC = os.path.join(os.path.dirname(__file__), "..", "src", "ftlab", "snapshot.py")

@@ -14,12 +14,11 @@ import threading
 import time
 
 import pytest
+from oracleutil import guest_items
 
 from ftlab.oracle import runner
 from ftlab.preflight import parse_enabled_functions, preflight
 from ftlab.preflight.oracle import snapshot_hook
-
-from oracleutil import guest_items
 
 SCENARIO = """\
 description: "preflight e2e: live patch, [snapshot + host preflight], then fexit, kprobe --post, call"

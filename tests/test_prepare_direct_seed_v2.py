@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import pytest
+from kutil import (
+    F,
+    R,
+    SharingOwner,
+    direct_ops,
+    flags_of,
+    ftrace,
+    ftrace_ops,
+    ip,
+    ipmodify_ops,
+    plain_ops,
+    register_direct,
+    small_kernel,
+)
 
 from ftlab.errors import KernelOops
 from ftlab.model.errno import Errno
 from ftlab.model.flags import ftrace_ops_cmd
 from ftlab.model.locks import mutex_unlock
-
-from kutil import (F, R, SharingOwner, direct_ops, flags_of, ftrace, ftrace_ops, ip, ipmodify_ops,
-                   plain_ops, register_direct, small_kernel)
 
 
 def prepare(k, ops):

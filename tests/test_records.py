@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from kutil import F, R, flags_of, ftrace_ops, ip, ipmodify_ops, plain_ops, small_kernel
 
+from ftlab import catalogues
 from ftlab.model import ftrace
 from ftlab.model.flags import FTRACE_REF_MAX, FTRACE_REF_MAX_SHIFT, ftrace_rec_count
 from ftlab.model.kernel import Kernel
-
-from kutil import F, R, flags_of, ftrace_ops, ip, ipmodify_ops, plain_ops, small_kernel
-from ftlab import catalogues
 
 
 def test_flag_layout_matches_include_linux_ftrace_h():

@@ -12,11 +12,10 @@ from __future__ import annotations
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from kutil import F, R, SharingOwner, ftrace_ops, small_kernel
 
 from ftlab.model import direct, ftrace
 from ftlab.model.hash import hash_contains_ip
-
-from kutil import F, R, SharingOwner, ftrace_ops, small_kernel
 
 FUNCS = ["fa", "fb", "fc", "fd", "dup"]
 

@@ -26,14 +26,12 @@ import jsonschema
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from test_cli_catalogue import FTLAB
 
+from ftlab import catalogues
 from ftlab.cli import main
-from ftlab.model.catalogue import Catalogue
 from ftlab.model.errno import parse_errno
 from ftlab.scenario.schema import Scenario
-
-from test_cli_catalogue import FTLAB
-from ftlab import catalogues
 
 FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 #: FTLAB_FUZZ_SCALE=10 runs ten times as many examples (a longer local soak; CI runs scale 1).

@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ftlab import catalogues
 from ftlab.errors import InputError
 from ftlab.model.catalogue import Catalogue
-from ftlab.scenario import loader
-from ftlab.scenario import load_scenario, load_scenario_text
+from ftlab.scenario import load_scenario, load_scenario_text, loader
 from ftlab.scenario.runner import check_names
 from ftlab.scenario.schema import BpfStep, CallStep, LivepatchStep
-from ftlab import catalogues
 
 CAT = catalogues.embedded()
 

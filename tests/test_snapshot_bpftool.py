@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from oracleutil import guest_items
 
 from ftlab.errors import OracleError
 from ftlab.oracle import runner
 from ftlab.preflight import preflight
 from ftlab.preflight.oracle import SNAPSHOT_PY
-
-from oracleutil import guest_items
 
 SCENARIO = """\
 description: "a live patch, fentry and fexit on one function, then snapshots (bpftool and fdinfo)"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from kutil import F, SharingOwner, ftrace_ops
+
+from ftlab import catalogues
 from ftlab.model import direct, ftrace, views
 from ftlab.model.kernel import Kernel
-
-from kutil import F, SharingOwner, ftrace_ops
-from ftlab import catalogues
 
 # Observed on Debian 6.1.0-56 (shared/reference/real-kernel-oracle.md), first line of each entry.
 OBS_FEXIT = "cmdline_proc_show (1) R   D\ttramp: ftrace_regs_caller+0x0/0x58 (call_direct_funcs+0x0/0x30)"

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from . import catalogues
 from .model.catalogue import Catalogue
 from .model.glob import match_records
 from .model.policies.registry import SEED_POLICY
-from . import catalogues
 
 #: Timed runs per benchmark (``--quick``: :data:`QUICK_RUNS`).
 RUNS = 15
@@ -265,7 +265,8 @@ def format_explore(figs: list[ExploreFigure]) -> str:
     n = figs[0].workers if figs else 1
     lines = [f"{'universe':<{w}}  policy    depth  states  transitions  seconds  states/s  "
              f"states/s ({n} proc)  peak MiB\n"]
+    wide = len(f"states/s ({n} proc)")
     lines += [f"{f.universe:<{w}}  {f.policy:<8}  {f.depth:>5}  {f.states:>6}  {f.transitions:>11}  "
-              f"{f.elapsed_s:>7.2f}  {f.states_per_s:>8.0f}  {f.workers_states_per_s:>{len(f'states/s ({n} proc)')}.0f}  "
+              f"{f.elapsed_s:>7.2f}  {f.states_per_s:>8.0f}  {f.workers_states_per_s:>{wide}.0f}  "
               f"{f.peak_mib:>8.1f}\n" for f in figs]
     return "".join(lines)

@@ -86,7 +86,7 @@ def resolve_items(args: list[str]) -> list[Any]:
     items = []
     for arg in args:
         if arg in ("oracle", "oracle/") and not os.path.exists(arg):
-            for name, entry in oracle_bundled().items():
+            for entry in oracle_bundled().values():
                 source = f"examples/oracle/{entry.name}"
                 sc, lines = load_scenario_text(entry.read_text(encoding="utf-8"), source)
                 items.append(Item(sc, lines, source))

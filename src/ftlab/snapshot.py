@@ -176,7 +176,8 @@ def _bpftool(errors: list[str]) -> tuple[list, list] | None:
             errors.append(f"bpftool {what} show: {e}")
             return None
         if r.returncode != 0:
-            errors.append(f"bpftool {what} show: exit {r.returncode}: {r.stderr.decode(errors='replace').strip()[:200]}")
+            err = r.stderr.decode(errors="replace").strip()[:200]
+            errors.append(f"bpftool {what} show: exit {r.returncode}: {err}")
             return None
         try:
             out.append(json.loads(r.stdout.decode() or "[]"))
@@ -451,7 +452,8 @@ def write_snapshot(doc: dict, out: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="snapshot.py", description="record this machine's ftrace state for ftlab preflight")
+    p = argparse.ArgumentParser(prog="snapshot.py",
+                                description="record this machine's ftrace state for ftlab preflight")
     p.add_argument("--out", metavar="FILE", help="write the JSON here (default: stdout)")
     p.add_argument("--no-bpftool", action="store_true", help="do not run bpftool; read /proc/*/fdinfo")
     args = p.parse_args(argv)

@@ -17,20 +17,46 @@ everywhere.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import InputError
 from ..model.catalogue import Catalogue
-from .base import (Expect, FuncArg, FuncRef, NameState, Outcome, RunContext, StepBase, StepKind, Strict,
-                   UniverseClient, func_ref, ref_indices)
+from .base import (
+    Expect,
+    FuncArg,
+    FuncRef,
+    NameState,
+    Outcome,
+    RunContext,
+    StepBase,
+    StepKind,
+    Strict,
+    UniverseClient,
+    func_ref,
+    ref_indices,
+)
 from .bpf import BpfClient, BpfStep
 from .direct import DirectClient, DirectStep
 from .kprobe import KprobeClient, KprobeStep
 from .livepatch import LivepatchClient, LivepatchStep, TransitionStep
 from .observe import VIEWS, CallStep, ShowStep, body_label, bpf_trampolines_view, record_changes, show_view, trace_dict
 from .ops import OpsClient, OpsStep
-from .registry import (ACTION_SYNTAX, CLIENT_KINDS, KINDS, UNIVERSE_CLIENTS, ClientStep, ConcurrentStep, Step,
-                       describe, kind_of, parse_action, reported_names, step_document, step_functions)
+from .registry import (
+    ACTION_SYNTAX,
+    CLIENT_KINDS,
+    KINDS,
+    UNIVERSE_CLIENTS,
+    ClientStep,
+    ConcurrentStep,
+    Step,
+    describe,
+    kind_of,
+    parse_action,
+    reported_names,
+    step_document,
+    step_functions,
+)
 from .tracer import TracerClient, TracerStep
 
 
@@ -69,7 +95,8 @@ __all__ = [
     "DirectClient", "DirectStep", "Expect", "FuncArg", "FuncRef", "KINDS", "KprobeClient", "KprobeStep",
     "LivepatchClient", "LivepatchStep", "NameState", "OpsClient", "OpsStep", "Outcome", "RunContext", "ShowStep",
     "Step", "StepBase", "StepKind", "Strict", "TracerClient", "TracerStep", "TransitionStep", "UNIVERSE_CLIENTS",
-    "UniverseClient", "VIEWS", "body_label", "bpf_trampolines_view", "check_functions", "check_names", "describe", "func_ref",
-    "kind_of", "parse_action", "record_changes", "ref_indices", "reported_names", "show_view", "step_document", "step_functions",
+    "UniverseClient", "VIEWS", "body_label", "bpf_trampolines_view", "check_functions", "check_names", "describe",
+    "func_ref", "kind_of", "parse_action", "record_changes", "ref_indices", "reported_names", "show_view",
+    "step_document", "step_functions",
     "trace_dict",
 ]

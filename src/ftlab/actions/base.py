@@ -15,15 +15,16 @@ with.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, NamedTuple, Sequence, Union
+from typing import Annotated, Any, NamedTuple, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from ..errors import InputError
-from ..model.copying import fast_deepcopy
 from ..model.catalogue import Catalogue
 from ..model.clients import bpf
+from ..model.copying import fast_deepcopy
 from ..model.errno import parse_errno
 from ..model.kernel import Kernel
 
@@ -187,7 +188,7 @@ class StepKind:
 
     key: str                                              # the action key in a scenario step
     schema: type[StepBase]
-    apply: Callable[["RunContext", Any], Outcome]
+    apply: Callable[[RunContext, Any], Outcome]
     describe: Callable[[Any], str]
     #: the functions the step names (checked against the catalogue before anything runs)
     functions: Callable[[Any], list[FuncRef]] = _no_functions
@@ -218,8 +219,8 @@ def step_union(kinds: Sequence[StepKind], message: str) -> Any:
         return found[0] if len(found) == 1 else None
 
     members = tuple(Annotated[k.schema, Tag(k.key)] for k in kinds)
-    return Annotated[Union[members], Discriminator(tag, custom_error_type="step_action",  # type: ignore[valid-type]
-                                                   custom_error_message=message)]
+    union = Union[members]  # type: ignore[valid-type]  # noqa: UP007 (a union built at run time)
+    return Annotated[union, Discriminator(tag, custom_error_type="step_action", custom_error_message=message)]
 
 
 class RunContext:

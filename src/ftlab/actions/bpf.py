@@ -7,12 +7,25 @@ A run names its programs; ``detach`` refers to one attached by an earlier step.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from ..model.clients import bpf
-from .base import FuncArg, FuncRef, NameState, Outcome, RunContext, StepBase, StepKind, Strict, UniverseClient, Words, func_ref
+from .base import (
+    FuncArg,
+    FuncRef,
+    NameState,
+    Outcome,
+    RunContext,
+    StepBase,
+    StepKind,
+    Strict,
+    UniverseClient,
+    Words,
+    func_ref,
+)
 
 
 class BpfStep(StepBase):

@@ -7,13 +7,26 @@ is void: whatever its top half answers, the caller sees success). A probe is nam
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import field_validator
 
 from ..model.clients import kprobes
 from ..model.errno import Errno
-from .base import FuncArg, FuncRef, NameState, Outcome, RunContext, StepBase, StepKind, Strict, UniverseClient, Words, func_ref
+from .base import (
+    FuncArg,
+    FuncRef,
+    NameState,
+    Outcome,
+    RunContext,
+    StepBase,
+    StepKind,
+    Strict,
+    UniverseClient,
+    Words,
+    func_ref,
+)
 
 
 class KprobeStep(StepBase):

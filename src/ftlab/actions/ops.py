@@ -6,12 +6,25 @@ module's ops, filtered on its functions).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from ..model.clients import ops_client
-from .base import FuncArg, FuncRef, NameState, Outcome, RunContext, StepBase, StepKind, Strict, UniverseClient, Words, func_ref
+from .base import (
+    FuncArg,
+    FuncRef,
+    NameState,
+    Outcome,
+    RunContext,
+    StepBase,
+    StepKind,
+    Strict,
+    UniverseClient,
+    Words,
+    func_ref,
+)
 
 
 class OpsStep(StepBase):

@@ -7,7 +7,8 @@ current_tracer; the two tracers share global_ops' filter).
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import Field
 

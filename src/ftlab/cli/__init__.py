@@ -50,8 +50,17 @@ from collections.abc import Sequence
 
 from ..errors import InputError, ModelError
 from . import bench, catalogue, explore, oracle, preflight, scenario
-from ._base import (JSON_FORMAT, ArgumentParser, Output, Subcommand, UsageError, add_catalogue_option,
-                    add_json_option, json_document, load_catalogue)
+from ._base import (
+    JSON_FORMAT,
+    ArgumentParser,
+    Output,
+    Subcommand,
+    UsageError,
+    add_catalogue_option,
+    add_json_option,
+    json_document,
+    load_catalogue,
+)
 
 __all__ = ["COMMAND_MODULES", "JSON_FORMAT", "SUBCOMMANDS", "Output", "Subcommand", "add_catalogue_option",
            "add_json_option", "build_parser", "json_document", "load_catalogue", "main"]

@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import catalogues
 from ..errors import InputError
 from ..model.catalogue import Catalogue
-from .. import catalogues
 
 #: Version of the JSON documents printed with ``--json``.
 JSON_FORMAT = 1

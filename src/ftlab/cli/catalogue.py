@@ -9,8 +9,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import InputError
-from ._base import (Output, Subcommand, add_catalogue_option, add_json_option, json_document, load_catalogue,
-                    non_negative_int, rich_table, use_rich)
+from ._base import (
+    Output,
+    Subcommand,
+    add_catalogue_option,
+    add_json_option,
+    json_document,
+    load_catalogue,
+    non_negative_int,
+    rich_table,
+    use_rich,
+)
 
 
 def _configure_catalogue(p: argparse.ArgumentParser) -> None:

@@ -20,11 +20,10 @@ from typing import Any
 
 from ..bundled import bundled_universes, resolve_universe
 from ..errors import InputError
-from ..explorer.explore import (PolicyReport, counterexample_scenario, dump_scenario, explore,
-                                interleaving_scenario)
-from ..model.policies.registry import MUTATIONS, mutation_applies
+from ..explorer.explore import PolicyReport, counterexample_scenario, dump_scenario, explore, interleaving_scenario
 from ..explorer.universe import FtraceModel, UniverseSpec
 from ..model.policies import policy_names
+from ..model.policies.registry import MUTATIONS, mutation_applies
 from ._base import Output, Subcommand, add_json_option, json_document, rich_table, use_rich
 
 

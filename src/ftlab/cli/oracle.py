@@ -25,7 +25,8 @@ JSON (``--json``), format 1, ``"command": "oracle"`` and ``"action"`` naming the
 ``diff``: ``{"format", "command", "action": "diff", "kernel", "series",
 "policy", "policy_note", "strict", "agree", "scenarios": [{"source", "status", "agree", "wall_s", "boot", "steps":
 [{"index", "action", "agree", "differs", "model": obs, "kernel": obs}]}], "oracle": results}``;
-``setup``: ``{"format", "command", "action": "setup", "kernel": {...} (6.1's), "kernels": [{...}...], "log": [...]}``; ``gen``:
+``setup``: ``{"format", "command", "action": "setup", "kernel": {...} (6.1's), "kernels": [{...}...], "log": [...]}``;
+``gen``:
 ``{"format", "command", "action": "gen", "seed", "files": [...]}``.
 """
 

@@ -27,13 +27,13 @@ import json
 from importlib import resources
 from typing import Any
 
+from ..actions import show_view
 from ..bundled import bundled, resolve
 from ..errors import InputError
 from ..model.arch import ARCHES
 from ..model.policies import policy_names
 from ..scenario import load_scenario
 from ..scenario.compare import compare
-from ..actions import show_view
 from ..scenario.runner import RunResult, run_scenario
 from ..scenario.schema import Scenario
 from ._base import Output, Subcommand, add_json_option, json_document, rich_table, use_rich

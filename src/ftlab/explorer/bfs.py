@@ -10,7 +10,8 @@ then the shared phase takes over with the same bookkeeping.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Generic, Hashable
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any, Generic
 
 from .checker import A, Counterexample, Result, S
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 class BreadthFirst(Generic[S, A]):
     """One process's search (``rank`` of ``n``; ``conns``: its pipes to the others)."""
 
-    def __init__(self, checker: "Checker[S, A]", rank: int, n: int, conns: list[Any]) -> None:
+    def __init__(self, checker: Checker[S, A], rank: int, n: int, conns: list[Any]) -> None:
         self.cfg = checker
         self.model = checker.model
         props = [p for p in self.model.properties() if checker._props is None or p.name in checker._props]

@@ -20,8 +20,9 @@ frontier shared out between forked processes, with the sequential result).
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Hashable, Protocol, Sequence, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 #: A search with several processes shares out the frontier once it has this many states per
 #: process; smaller frontiers are searched by every process alike.
@@ -129,7 +130,7 @@ class Checker(Generic[S, A]):
         self._props: set[str] | None = None
         self._workers = 1
 
-    def workers(self, n: int) -> "Checker[S, A]":
+    def workers(self, n: int) -> Checker[S, A]:
         """Search with ``n`` forked processes that share out the frontier
         (:mod:`ftlab.explorer.shared_frontier`). The result is the same as with one, but for the
         timings."""
@@ -138,29 +139,29 @@ class Checker(Generic[S, A]):
         self._workers = n
         return self
 
-    def depth(self, n: int | None) -> "Checker[S, A]":
+    def depth(self, n: int | None) -> Checker[S, A]:
         self._depth = n
         return self
 
-    def symmetry(self, canon: Callable[[S], Hashable] | None) -> "Checker[S, A]":
+    def symmetry(self, canon: Callable[[S], Hashable] | None) -> Checker[S, A]:
         """Identify states by ``canon(state)``: a representative key of each state's orbit under
         the model's symmetry (it replaces ``model.key`` in the visited set)."""
         self._symmetry = canon
         return self
 
-    def max_states(self, n: int | None) -> "Checker[S, A]":
+    def max_states(self, n: int | None) -> Checker[S, A]:
         self._max_states = n
         return self
 
-    def stop_at_first(self, on: bool = True) -> "Checker[S, A]":
+    def stop_at_first(self, on: bool = True) -> Checker[S, A]:
         self._stop_at_first = on
         return self
 
-    def properties(self, names: Sequence[str] | None) -> "Checker[S, A]":
+    def properties(self, names: Sequence[str] | None) -> Checker[S, A]:
         self._props = set(names) if names is not None else None
         return self
 
-    def progress(self, cb: Callable[[dict[str, Any]], None] | None) -> "Checker[S, A]":
+    def progress(self, cb: Callable[[dict[str, Any]], None] | None) -> Checker[S, A]:
         self._progress = cb
         return self
 

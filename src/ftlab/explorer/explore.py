@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from ..model.invariants import check_all
-from .checker import Checker, Counterexample, Result
 from ..actions import step_document
+from ..model.invariants import check_all
 from ..model.sched import Task, run_tasks
+from .checker import Checker, Counterexample, Result
 from .interleavings import explore_interleavings
 from .universe import Action, FtraceModel, UniverseSpec
 
@@ -46,7 +47,7 @@ class PolicyReport:
     groups: list[GroupReport]
     model: FtraceModel
 
-    def explain(self, name: str) -> "Explanation":
+    def explain(self, name: str) -> Explanation:
         """The shortest counterexample of ``name`` replayed (cached)."""
         cache = self.__dict__.setdefault("_explained", {})
         if name not in cache:
@@ -170,9 +171,9 @@ def state_lines(k: Any) -> list[str]:
     """The visible state a step can change, one line per item: the ops on ``ftrace_ops_list``,
     the ``enabled_functions`` records, BPF trampolines, live patches (enabled, transition),
     registered kprobes, and whether ftrace is dead."""
+    from ..actions import bpf_trampolines_view
     from ..model import views
     from ..model.clients import kprobes, livepatch
-    from ..actions import bpf_trampolines_view
 
     out = [f"ops: {line}" for line in views.ops_list(k).splitlines()]
     records: list[str] = []

@@ -14,8 +14,9 @@ from a task that could have continued), which finds most concurrency bugs with f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 
 class ScheduledRun(Protocol):

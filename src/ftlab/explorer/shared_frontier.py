@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 class SharedFrontier(BreadthFirst[S, A]):
     """One process's part of a shared search."""
 
-    def __init__(self, checker: "Checker[S, A]", rank: int, n: int, conns: list[Any], split_at: int) -> None:
+    def __init__(self, checker: Checker[S, A], rank: int, n: int, conns: list[Any], split_at: int) -> None:
         super().__init__(checker, rank, n, conns)
         self.split_at = split_at
 
@@ -115,7 +115,7 @@ class SharedFrontier(BreadthFirst[S, A]):
         return self.res
 
 
-def run_shared(checker: "Checker[S, A]", split_at: int) -> Result[S, A]:
+def run_shared(checker: Checker[S, A], split_at: int) -> Result[S, A]:
     """The search shared out between ``checker``'s worker processes (forked; this one is the first)."""
     import multiprocessing
 
@@ -141,7 +141,7 @@ def run_shared(checker: "Checker[S, A]", split_at: int) -> Result[S, A]:
                 proc.kill()
 
 
-def _worker(checker: "Checker[Any, Any]", conn: Any, rank: int, n: int, split_at: int) -> None:
+def _worker(checker: Checker[Any, Any], conn: Any, rank: int, n: int, split_at: int) -> None:
     try:
         SharedFrontier(checker, rank, n, [conn], split_at).run()
     except BaseException as e:  # noqa: BLE001 - reported to the first process

@@ -3,7 +3,8 @@
 A universe file (YAML or JSON) names the kernel (policy, arch), the functions, and the clients;
 each client contributes its actions (a live patch: enable/disable; a BPF program:
 attach/detach; a kprobe: add/remove; the tracer: function (``kind: function_graph``: that
-tracer)/nop; the plain direct client: register/modify/unregister). Actions are scenario steps (:mod:`ftlab.scenario.schema`) applied
+tracer)/nop; the plain direct client: register/modify/unregister). Actions are scenario steps
+(:mod:`ftlab.scenario.schema`) applied
 by the scenario runner, so a counterexample is a scenario file that ``ftlab run`` replays.
 
 Example::
@@ -22,23 +23,24 @@ Example::
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Hashable, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError
 
+from .. import catalogues
+from ..actions import UNIVERSE_CLIENTS, CallStep, FuncRef, RunContext, Strict, UniverseClient
 from ..errors import InputError, KernelOops, ModelError
 from ..model.catalogue import Catalogue
+from ..model.copying import clone
 from ..model.errno import errno_name
 from ..model.invariants import INVARIANTS, Caller
-from ..model.copying import clone
 from ..model.kernel import Kernel
 from ..model.naming import Rename
 from ..model.policies import get_policy
-from ..actions import UNIVERSE_CLIENTS, CallStep, FuncRef, RunContext, Strict, UniverseClient
 from ..scenario.schema import DEFAULT_POLICY, ArchName, PolicyName
 from .checker import Property
-from .. import catalogues
 
 
 def _client_tag(v: Any) -> str | None:
@@ -51,7 +53,7 @@ def _client_tag(v: Any) -> str | None:
 
 
 ClientSpec = Annotated[
-    Union[tuple(Annotated[c.schema, Tag(key)] for key, c in UNIVERSE_CLIENTS.items())],  # type: ignore[valid-type]
+    Union[tuple(Annotated[c.schema, Tag(key)] for key, c in UNIVERSE_CLIENTS.items())],  # type: ignore[valid-type]  # noqa: UP007
     Discriminator(_client_tag, custom_error_type="client_kind",
                   custom_error_message="a client needs exactly one kind key: " + ", ".join(UNIVERSE_CLIENTS)),
 ]
@@ -132,7 +134,7 @@ class World:
             self._caller = Caller(self.run.k)
         return self._caller
 
-    def __deepcopy__(self, memo: dict) -> "World":
+    def __deepcopy__(self, memo: dict) -> World:
         return World(clone(self.run, memo), self.on, self.ended)
 
 
@@ -191,7 +193,7 @@ class FtraceModel:
         assert out is not None
         return out[0], out[1]["result"]
 
-    def symmetry(self) -> "Callable[[World], Hashable] | None":
+    def symmetry(self) -> Callable[[World], Hashable] | None:
         """A representative key of each state under renamings of interchangeable clients (same
         spec but the name), or None when no two clients are interchangeable.
 

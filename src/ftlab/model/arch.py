@@ -10,9 +10,8 @@ kernel gives there.
 
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import InputError
 
@@ -31,7 +30,7 @@ class ArchProfile:
     kprobes_on_ftrace: bool    # KPROBES_ON_FTRACE (else a kprobe uses a breakpoint, not ftrace)
     mcount_insn_size: int      # MCOUNT_INSN_SIZE
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "ArchProfile":
+    def __deepcopy__(self, memo: dict[int, Any]) -> ArchProfile:
         return self
 
 

@@ -10,7 +10,8 @@ config; the verifier checks and the link syscalls are the BPF client's
 ``Kernel.copy()`` deep-copies them with the rest of the state.
 
 This module holds what every version shares; the policies (each version's ``trampoline``
-module) hold what differs and import it, and it reaches them through ``k.policy``: ``BPF_TRAMP_F`` (the flags that version's bpf.h defines), ``register_fentry``,
+module) hold what differs and import it, and it reaches them through ``k.policy``: ``BPF_TRAMP_F`` (the flags that
+version's bpf.h defines), ``register_fentry``,
 ``modify_fentry``, ``unregister_fentry``, ``bpf_tramp_image_alloc`` (the image's ksym name),
 ``bpf_trampoline_update``, and, where the version has a per-trampoline ftrace_ops,
 ``bpf_trampoline_lookup_fops`` / ``bpf_trampoline_put_fops`` (the fops blocks of
@@ -64,7 +65,8 @@ the selector was removed), the model appends ``#n`` to tell them apart; %pS
 
 Not modelled: freplace (extension) programs, targets that are not ftrace locations
 (bpf_arch_text_poke raises :class:`~ftlab.errors.ModelError`), the unloading of a target
-module (the model never unloads one, so module_get always succeeds), sleepable programs, BPF LSM / cgroup shims, BPF_TRAMP_F_TAIL_CALL_CTX
+module (the model never unloads one, so module_get always succeeds), sleepable programs, BPF LSM / cgroup shims,
+BPF_TRAMP_F_TAIL_CALL_CTX
 (set only for freplace targets in a tail-call context), the RCU / percpu_ref lifetime of old
 images (an image is dropped when replaced or when an update fails, whether the version frees
 it then or leaks it), and the image memory attributes. The program's load and its link
@@ -75,13 +77,14 @@ trampoline reference.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, KernelOops, ModelError
-from .copying import fast_deepcopy
 from .calls import CallContext, addr_str, run_body
 from .calltable import CallTable, install
+from .copying import fast_deepcopy
 from .errno import Errno
 from .locks import mutex_is_locked, mutex_lock, mutex_unlock
 from .naming import Rename, spell
@@ -152,7 +155,7 @@ class BpfProgram:
     values: two equal BpfPrograms are the same program.
     """
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "BpfProgram":  # frozen: share it
+    def __deepcopy__(self, memo: dict[int, Any]) -> BpfProgram:  # frozen: share it
         return self
 
     name: str
@@ -198,7 +201,7 @@ class bpf_tramp_image:
     JIT time) and ``orig_call`` are what arch_prepare_bpf_trampoline compiled in.
     """
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "bpf_tramp_image":  # frozen: share it
+    def __deepcopy__(self, memo: dict[int, Any]) -> bpf_tramp_image:  # frozen: share it
         return self
 
     addr: str
@@ -229,7 +232,7 @@ class bpf_trampoline:
     __deepcopy__ = fast_deepcopy
 
     key: int
-    kernel: "Kernel"
+    kernel: Kernel
     mutex: str
     fops: ftrace_ops | None = None
     refcnt: int = 1
@@ -266,7 +269,7 @@ class BpfState:
                 tuple(sorted((p.spelled(nm), link.key) for p, link in self.links.items())))
 
 
-def bpf_state(k: "Kernel") -> BpfState:
+def bpf_state(k: Kernel) -> BpfState:
     """The BPF subsystem state of ``k`` (created on first use)."""
     st: BpfState | None = k.subsys.get("bpf")
     if st is None:
@@ -275,7 +278,7 @@ def bpf_state(k: "Kernel") -> BpfState:
     return st
 
 
-def bpf_key(k: "Kernel") -> tuple[Any, ...]:
+def bpf_key(k: Kernel) -> tuple[Any, ...]:
     """Canonical, hashable form of the BPF state (complements ``k.key()``)."""
     st: BpfState | None = k.subsys.get("bpf")
     return st.key() if st is not None else BpfState().key()
@@ -291,7 +294,7 @@ def tr_mutex_name(key: int) -> str:
     return f"tr->mutex[{key}]"
 
 
-def bpf_trampoline_lookup(k: "Kernel", key: int) -> bpf_trampoline:
+def bpf_trampoline_lookup(k: Kernel, key: int) -> bpf_trampoline:
     """bpf_trampoline_lookup() (trampoline.c), all policies: find, or allocate with refcount 1.
 
     Under trampoline_mutex: an existing trampoline gets refcount + 1. A new one gets its fops
@@ -311,7 +314,7 @@ def bpf_trampoline_lookup(k: "Kernel", key: int) -> bpf_trampoline:
     return tr
 
 
-def bpf_trampoline_get(k: "Kernel", key: int, ip: int) -> bpf_trampoline:
+def bpf_trampoline_get(k: Kernel, key: int, ip: int) -> bpf_trampoline:
     """bpf_trampoline_get() (trampoline.c), all policies: lookup, then set tr->func.addr once under tr->mutex."""
     tr = bpf_trampoline_lookup(k, key)
     mutex_lock(k, tr.mutex)
@@ -322,7 +325,7 @@ def bpf_trampoline_get(k: "Kernel", key: int, ip: int) -> bpf_trampoline:
     return tr
 
 
-def bpf_trampoline_put(k: "Kernel", tr: bpf_trampoline) -> None:
+def bpf_trampoline_put(k: Kernel, tr: bpf_trampoline) -> None:
     """bpf_trampoline_put() (trampoline.c), all policies: drop a reference; the last frees tr.
 
     The fops (where the version has one) goes through the policy's ``bpf_trampoline_put_fops``.
@@ -349,17 +352,17 @@ def bpf_trampoline_put(k: "Kernel", tr: bpf_trampoline) -> None:
 # ---------------------------------------------------------------------------------------------
 # Helpers every version's register/modify/unregister_fentry uses
 # ---------------------------------------------------------------------------------------------
-def bpf_trampoline_module_get(k: "Kernel", tr: bpf_trampoline) -> int:
+def bpf_trampoline_module_get(k: Kernel, tr: bpf_trampoline) -> int:
     """bpf_trampoline_module_get() (trampoline.c), all policies: 0 (vmlinux targets have no module;
     a module target's module is never going in the model, so try_module_get succeeds)."""
     return 0
 
 
-def bpf_trampoline_module_put(k: "Kernel", tr: bpf_trampoline) -> None:
+def bpf_trampoline_module_put(k: Kernel, tr: bpf_trampoline) -> None:
     """bpf_trampoline_module_put() (trampoline.c), all policies: module references are not counted."""
 
 
-def bpf_arch_text_poke(k: "Kernel", tr: bpf_trampoline, old_addr: Addr | None, new_addr: Addr | None) -> int:
+def bpf_arch_text_poke(k: Kernel, tr: bpf_trampoline, old_addr: Addr | None, new_addr: Addr | None) -> int:
     """bpf_arch_text_poke() (arch/x86/net/bpf_jit_comp.c): for targets that are not ftrace locations.
 
     Not modelled (every record of the catalogue is an ftrace location): raises ModelError.
@@ -370,7 +373,7 @@ def bpf_arch_text_poke(k: "Kernel", tr: bpf_trampoline, old_addr: Addr | None, n
 # ---------------------------------------------------------------------------------------------
 # Images
 # ---------------------------------------------------------------------------------------------
-def cur_image_of_empty(k: "Kernel", tr: bpf_trampoline) -> bpf_tramp_image:
+def cur_image_of_empty(k: Kernel, tr: bpf_trampoline) -> bpf_tramp_image:
     """``tr->cur_image`` as every version's bpf_trampoline_update reads it when no programs are left.
 
     The kernel dereferences it unchecked (``tr->cur_image->image``). It is NULL only for a
@@ -386,7 +389,7 @@ def cur_image_of_empty(k: "Kernel", tr: bpf_trampoline) -> bpf_tramp_image:
     return tr.cur_image
 
 
-def bpf_tramp_image_put(k: "Kernel", im: bpf_tramp_image) -> None:
+def bpf_tramp_image_put(k: Kernel, im: bpf_tramp_image) -> None:
     """bpf_tramp_image_put() (trampoline.c), all policies: the old image is unreachable; dropped at once."""
 
 
@@ -405,7 +408,7 @@ def has_call_orig(tlinks: tuple[tuple[BpfProgram, ...], ...]) -> bool:
                 or tlinks[bpf_tramp_prog_type.BPF_TRAMP_MODIFY_RETURN])
 
 
-def arch_prepare_bpf_trampoline(k: "Kernel", im: bpf_tramp_image, flags: int,
+def arch_prepare_bpf_trampoline(k: Kernel, im: bpf_tramp_image, flags: int,
                                 tlinks: tuple[tuple[BpfProgram, ...], ...],
                                 tr: bpf_trampoline) -> tuple[int, bpf_tramp_image]:
     """arch_prepare_bpf_trampoline() (arch/x86/net/bpf_jit_comp.c), all policies: JIT into ``im``.
@@ -433,7 +436,7 @@ def bpf_attach_type_to_tramp(prog: BpfProgram) -> bpf_tramp_prog_type:
     return KINDS[prog.kind]
 
 
-def bpf_trampoline_link_prog(k: "Kernel", link: bpf_tramp_link, tr: bpf_trampoline) -> int:
+def bpf_trampoline_link_prog(k: Kernel, link: bpf_tramp_link, tr: bpf_trampoline) -> int:
     """bpf_trampoline_link_prog() (trampoline.c), all policies: add at the head, rebuild.
 
     The rebuild is the policy's bpf_trampoline_update with lock_direct_mutex = true (seed v2
@@ -464,7 +467,7 @@ def bpf_trampoline_link_prog(k: "Kernel", link: bpf_tramp_link, tr: bpf_trampoli
         mutex_unlock(k, tr.mutex)
 
 
-def bpf_trampoline_unlink_prog(k: "Kernel", link: bpf_tramp_link, tr: bpf_trampoline) -> int:
+def bpf_trampoline_unlink_prog(k: Kernel, link: bpf_tramp_link, tr: bpf_trampoline) -> int:
     """bpf_trampoline_unlink_prog() (trampoline.c), all policies: remove, rebuild (lock_direct_mutex)."""
     mutex_lock(k, tr.mutex)
     try:
@@ -481,7 +484,7 @@ def bpf_trampoline_unlink_prog(k: "Kernel", link: bpf_tramp_link, tr: bpf_trampo
 # bpf_trampoline_update(): the steps every version shares. Each version's own
 # bpf_trampoline_update (its policy's trampoline module) strings them together with what differs.
 # ---------------------------------------------------------------------------------------------
-def update_without_progs(k: "Kernel", tr: bpf_trampoline) -> int:
+def update_without_progs(k: Kernel, tr: bpf_trampoline) -> int:
     """The ``total->nr_links == 0`` branch of bpf_trampoline_update() (trampoline.c), every version.
 
     unregister_fentry(tr, tr->cur_image->image) (the policy's), bpf_tramp_image_put(cur_image),
@@ -508,7 +511,7 @@ def prog_flags(T: Any, tlinks: tuple[tuple[BpfProgram, ...], ...], ip_arg: bool)
     return flags
 
 
-def attach_image(k: "Kernel", tr: bpf_trampoline, im: bpf_tramp_image, lock_direct_mutex: bool) -> int:
+def attach_image(k: Kernel, tr: bpf_trampoline, im: bpf_tramp_image, lock_direct_mutex: bool) -> int:
     """The attach step of bpf_trampoline_update() (trampoline.c), every version.
 
     ``tr->cur_image`` set: the policy's modify_fentry(tr, cur_image, im, lock_direct_mutex);
@@ -519,7 +522,7 @@ def attach_image(k: "Kernel", tr: bpf_trampoline, im: bpf_tramp_image, lock_dire
     return k.policy.register_fentry(k, tr, im.addr)
 
 
-def check_selector(k: "Kernel", tr: bpf_trampoline) -> None:
+def check_selector(k: Kernel, tr: bpf_trampoline) -> None:
     """The two WARN_ONs on ``tr->selector`` of bpf_trampoline_update() (trampoline.c), in the
     versions that have a selector (5.18, seed v2): an installed image with selector 0, or none
     with a non-zero selector."""
@@ -529,7 +532,7 @@ def check_selector(k: "Kernel", tr: bpf_trampoline) -> None:
         k.warn("bpf_trampoline_update", "no image is installed but the selector is not 0")
 
 
-def install_image(k: "Kernel", tr: bpf_trampoline, im: bpf_tramp_image) -> None:
+def install_image(k: Kernel, tr: bpf_trampoline, im: bpf_tramp_image) -> None:
     """The success tail of bpf_trampoline_update() (trampoline.c), every version: put the old
     image (bpf_tramp_image_put), ``tr->cur_image = im``."""
     if tr.cur_image is not None:
@@ -537,7 +540,7 @@ def install_image(k: "Kernel", tr: bpf_trampoline, im: bpf_tramp_image) -> None:
     tr.cur_image = im
 
 
-def find_image(k: "Kernel", addr: Addr) -> bpf_tramp_image | None:
+def find_image(k: Kernel, addr: Addr) -> bpf_tramp_image | None:
     """The live trampoline image whose code address is ``addr``."""
     st: BpfState | None = k.subsys.get("bpf")
     if st is None:
@@ -548,7 +551,7 @@ def find_image(k: "Kernel", addr: Addr) -> bpf_tramp_image | None:
     return None
 
 
-def trampolines(k: "Kernel") -> Iterator[bpf_trampoline]:
+def trampolines(k: Kernel) -> Iterator[bpf_trampoline]:
     """Every trampoline, in key order."""
     st: BpfState | None = k.subsys.get("bpf")
     if st is not None:
@@ -559,7 +562,7 @@ def trampolines(k: "Kernel") -> Iterator[bpf_trampoline]:
 # ---------------------------------------------------------------------------------------------
 # Call path: what a trampoline image does when it runs
 # ---------------------------------------------------------------------------------------------
-def run_bpf_trampoline(k: "Kernel", ctx: CallContext, addr: Addr) -> int:
+def run_bpf_trampoline(k: Kernel, ctx: CallContext, addr: Addr) -> int:
     """The code arch_prepare_bpf_trampoline JITs (bpf_jit_comp.c), all policies: facts §7.4.
 
     Runs what the image's flags say, decoded with the policy's BPF_TRAMP_F: fentry programs in
@@ -612,7 +615,7 @@ def run_bpf_trampoline(k: "Kernel", ctx: CallContext, addr: Addr) -> int:
     return run_body(k, ctx, ret_addr)
 
 
-def _flag_names(k: "Kernel", flags: int) -> str:
+def _flag_names(k: Kernel, flags: int) -> str:
     """BPF_TRAMP_F flags as ``CALL_ORIG|SKIP_FRAME``, with the names of the policy's bpf.h."""
     names = [f.name or "" for f in k.policy.BPF_TRAMP_F if flags & f.value]
     return "|".join(names) if names else "0"

@@ -50,15 +50,23 @@ A kernel WARN during a call is an event (in the trace and in ``k.events``), neve
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import KernelOops
-from .flags import OPSF, RECF
-from .ftrace import (FTRACE_ADDR, FTRACE_OPS_ASSIST_FUNC, FTRACE_OPS_LIST_FUNC, FTRACE_REGS_ADDR,
-                     FTRACE_STUB, FTRACE_WARN_ON, ftrace_find_rec_direct,
-                     ftrace_find_tramp_ops_curr, ftrace_get_addr_curr, ftrace_ops_get_func,
-                     ftrace_ops_test)
 from .calltable import Callback, CallTable, Code
+from .flags import OPSF, RECF
+from .ftrace import (
+    FTRACE_ADDR,
+    FTRACE_OPS_ASSIST_FUNC,
+    FTRACE_OPS_LIST_FUNC,
+    FTRACE_REGS_ADDR,
+    FTRACE_STUB,
+    FTRACE_WARN_ON,
+    ftrace_find_rec_direct,
+    ftrace_find_tramp_ops_curr,
+    ftrace_get_addr_curr,
+    ftrace_ops_get_func,
+    ftrace_ops_test,
+)
 from .kernel import Event, Kernel
 from .ops import Addr, ftrace_ops
 
@@ -344,5 +352,6 @@ def call_pure(k: Kernel, name: str, sympos: int = 0, *, orig_ret: int = 0) -> Ca
         k._warned_once = warned
 
 
-__all__ = ["Regs", "CallContext", "CallTrace", "Callback", "Code", "CallTable", "CORE_CALLS", "lookup_code", "run_body", "run_code", "call", "call_pure",
+__all__ = ["Regs", "CallContext", "CallTrace", "Callback", "Code", "CallTable", "CORE_CALLS", "lookup_code",
+           "run_body", "run_code", "call", "call_pure",
            "call_direct_funcs", "ftrace_caller", "ops_trampoline", "call_ops_func", "addr_str", "NOP"]

@@ -11,8 +11,9 @@ importing a module, and two kernels never share a mutable registry.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .calls import CallContext
@@ -36,7 +37,7 @@ class CallTable:
     #: how a client's code addresses (by prefix) spell its name: ``fn(addr, rename) -> addr``
     renamers: tuple[tuple[str, Callable[[str, Callable[[str], str]], str]], ...] = ()
 
-    def merged(self, other: "CallTable") -> "CallTable":
+    def merged(self, other: CallTable) -> CallTable:
         """This table with ``other``'s entries added (``other`` wins on the same name or prefix)."""
         if other is self or not (other.callbacks or other.code or other.prefixes):
             return self
@@ -45,7 +46,7 @@ class CallTable:
         return CallTable({**self.callbacks, **other.callbacks}, {**self.code, **other.code},
                          keep + other.prefixes, keep_r + other.renamers)
 
-    def contains(self, other: "CallTable") -> bool:
+    def contains(self, other: CallTable) -> bool:
         """Does this table already have every entry of ``other``."""
         return (all(self.callbacks.get(n) is fn for n, fn in other.callbacks.items())
                 and all(self.code.get(a) is fn for a, fn in other.code.items())
@@ -75,11 +76,11 @@ class CallTable:
                     return fn(addr, nm)
         return addr
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "CallTable":  # a frozen value: share it
+    def __deepcopy__(self, memo: dict[int, Any]) -> CallTable:  # a frozen value: share it
         return self
 
 
-def install(k: "Kernel", table: CallTable) -> None:
+def install(k: Kernel, table: CallTable) -> None:
     """Add ``table``'s entries to the kernel's call table (a client's explicit registration)."""
     if not k.calls.contains(table):
         k.calls = k.calls.merged(table)

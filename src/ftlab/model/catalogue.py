@@ -19,7 +19,8 @@ ftlab, are the shell's (:mod:`ftlab.catalogues`).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from ..errors import InputError, ModelError
 from .glob import match_records  # glob.py imports Catalogue only for type hints
@@ -72,7 +73,7 @@ class Catalogue:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def synthetic(cls, names: Iterable[str]) -> "Catalogue":
+    def synthetic(cls, names: Iterable[str]) -> Catalogue:
         """A small catalogue for tests: the given names in the given order; ``name [module]``
         is a module's function, as in available_filter_functions."""
         names = list(names)
@@ -91,7 +92,7 @@ class Catalogue:
         return cls(plain, "<synthetic>", modules)
 
     @classmethod
-    def from_text(cls, text: str, source: str) -> "Catalogue":
+    def from_text(cls, text: str, source: str) -> Catalogue:
         """Parse the text of an ``available_filter_functions`` file (one name per line).
 
         Lines of modules (``name [module]``) keep their module. Raises :class:`InputError` naming
@@ -126,10 +127,10 @@ class Catalogue:
         return f"Catalogue({self.source!r}, {len(self.names)} records)"
 
     # Immutable: copies share it (a deep copy of a kernel state must not copy 38,252 records).
-    def __copy__(self) -> "Catalogue":
+    def __copy__(self) -> Catalogue:
         return self
 
-    def __deepcopy__(self, memo: dict[int, object]) -> "Catalogue":
+    def __deepcopy__(self, memo: dict[int, object]) -> Catalogue:
         return self
 
     def ip(self, index: int) -> int:
@@ -243,7 +244,7 @@ class Catalogue:
         return indices
 
     # -- derived data --------------------------------------------------------------------------
-    def derived(self, key: str, build: Callable[["Catalogue"], _T]) -> _T:
+    def derived(self, key: str, build: Callable[[Catalogue], _T]) -> _T:
         """``build(self)``, computed once per catalogue and kept under ``key`` (the catalogue is immutable).
 
         For indexes other modules derive from the records (e.g. ftlab.model.glob's name table).

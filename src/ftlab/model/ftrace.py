@@ -24,12 +24,11 @@ This keeps a registration's cost independent of the kernel's size.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .errno import Errno
 from .flags import FTRACE_REF_MAX, OPSF, RECF, ftrace_rec_count
-from .hash import (EMPTY_HASH, ftrace_hash, ftrace_hash_empty, ftrace_lookup_ip, ftrace_ops_hash,
-                   hash_contains_ip)
+from .hash import EMPTY_HASH, ftrace_hash, ftrace_hash_empty, ftrace_lookup_ip, ftrace_ops_hash, hash_contains_ip
 from .kernel import TRAMP_BASE, TRAMP_SIZE, Kernel
 from .locks import mutex_lock, mutex_unlock
 from .ops import Addr, ftrace_ops

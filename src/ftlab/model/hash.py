@@ -17,7 +17,8 @@ prepare_direct_functions_for_ipmodify visits several ips, which the docs of that
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 
 class ftrace_hash:
@@ -55,10 +56,10 @@ class ftrace_hash:
     def __repr__(self) -> str:
         return "EMPTY_HASH" if not self.ips else f"ftrace_hash({len(self.ips)} ips)"
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "ftrace_hash":
+    def __deepcopy__(self, memo: dict[int, Any]) -> ftrace_hash:
         return self  # immutable
 
-    def __copy__(self) -> "ftrace_hash":
+    def __copy__(self) -> ftrace_hash:
         return self
 
 
@@ -97,7 +98,7 @@ class ftrace_ops_hash:
         self.notrace_hash = notrace_hash
         self.regex_lock = regex_lock
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "ftrace_ops_hash":
+    def __deepcopy__(self, memo: dict[int, Any]) -> ftrace_ops_hash:
         new = ftrace_ops_hash(self.regex_lock, self.filter_hash, self.notrace_hash)  # hashes are immutable
         memo[id(self)] = new
         return new

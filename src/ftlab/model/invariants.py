@@ -26,8 +26,9 @@ Rules the invariants encode (facts §1.4, §2, §7, §8):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .flags import OPSF, RECF, ftrace_rec_count
 from .ftrace import ftrace_ops_test, skip_record
@@ -55,7 +56,7 @@ class Invariant:
     check: Callable[..., list[str]]
     calls: bool = False
 
-    def __call__(self, k: Kernel, caller: "Caller | None" = None) -> list[str]:
+    def __call__(self, k: Kernel, caller: Caller | None = None) -> list[str]:
         return self.check(k, caller=caller) if self.calls else self.check(k)
 
 

@@ -14,18 +14,19 @@ canonical forms stay small.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
-from .copying import clone
 from .arch import ArchProfile, get_arch
 from .calltable import CallTable
 from .catalogue import Catalogue
+from .copying import clone
 from .flags import FTRACE_FL, ftrace_rec_count
-from .sched import SEQUENTIAL, Scheduler
 from .naming import Rename
 from .ops import Addr, ftrace_ops
 from .policies import Policy, get_policy
+from .sched import SEQUENTIAL, Scheduler
 
 #: Base of run-time allocated ftrace trampolines (module area on x86_64).
 TRAMP_BASE = 0xFFFFFFFFC0000000
@@ -165,11 +166,11 @@ class Kernel:
         return [e for e in self.events if e.kind == "WARN"]
 
     # -- copies and canonical forms ----------------------------------------------------------
-    def copy(self) -> "Kernel":
+    def copy(self) -> Kernel:
         """A deep copy (ops and client objects reachable from the state are copied along)."""
         return copy.deepcopy(self)
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "Kernel":
+    def __deepcopy__(self, memo: dict[int, Any]) -> Kernel:
         """Field-wise copy: immutable parts (catalogue, policy, arch, hashes) are shared."""
         new = Kernel.__new__(Kernel)
         memo[id(self)] = new

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .kernel import Kernel
 
 
-def mutex_lock(k: "Kernel", lock: str) -> None:
+def mutex_lock(k: Kernel, lock: str) -> None:
     """mutex_lock(): acquire ``lock`` for the current task, blocking while another task holds it."""
     k.sched.point(k, "lock", lock)
     holder = k.locks.get(lock)
@@ -40,7 +40,7 @@ def mutex_lock(k: "Kernel", lock: str) -> None:
     k.sched.acquired(k, lock)
 
 
-def mutex_trylock(k: "Kernel", lock: str) -> bool:
+def mutex_trylock(k: Kernel, lock: str) -> bool:
     """mutex_trylock(): take ``lock`` if it is free; True on success (also fails for the holder)."""
     k.sched.point(k, "trylock", lock)
     if k.locks.get(lock) is not None:
@@ -50,7 +50,7 @@ def mutex_trylock(k: "Kernel", lock: str) -> bool:
     return True
 
 
-def mutex_unlock(k: "Kernel", lock: str) -> None:
+def mutex_unlock(k: Kernel, lock: str) -> None:
     """mutex_unlock(): release ``lock``; only its holder may."""
     holder = k.locks.get(lock)
     if holder != k.current:
@@ -60,17 +60,17 @@ def mutex_unlock(k: "Kernel", lock: str) -> None:
     k.sched.point(k, "unlock", lock)
 
 
-def cross_call(k: "Kernel", what: str) -> None:
+def cross_call(k: Kernel, what: str) -> None:
     """A call into another subsystem (ftrace calling a DIRECT ops' ops_func): a scheduling point."""
     k.sched.point(k, "call", what)
 
 
-def mutex_is_locked(k: "Kernel", lock: str) -> bool:
+def mutex_is_locked(k: Kernel, lock: str) -> bool:
     """mutex_is_locked(): held by anyone."""
     return k.locks.get(lock) is not None
 
 
-def lockdep_assert_held(k: "Kernel", lock: str) -> None:
+def lockdep_assert_held(k: Kernel, lock: str) -> None:
     """lockdep_assert_held(): the current task must hold ``lock`` (a model error otherwise)."""
     if k.locks.get(lock) != k.current:
         raise ModelError(f"{k.current} must hold {lock} here")

@@ -12,7 +12,7 @@ picks, among the keys of a state under every renaming, one representative.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 #: A renaming of client names: the name a key writes for each client name (others unchanged).
 Rename = Callable[[str], str]

@@ -11,7 +11,8 @@ allocated at run time (an ops trampoline made by create_trampoline), which is ho
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from .flags import FTRACE_OPS_FL, ops_flag_names
 from .hash import EMPTY_HASH, ftrace_ops_hash
@@ -38,7 +39,7 @@ class ftrace_ops:
                  "__weakref__")
 
     def __init__(self, name: str, func: Addr | None = None, flags: int = 0, *, private: Any = None,
-                 ops_func: Optional[OpsFunc] = None, trampoline: Addr = 0,
+                 ops_func: OpsFunc | None = None, trampoline: Addr = 0,
                  core_data: bool = False, owner: str | None = None) -> None:
         #: ``owner``: the client whose name this ops' name is made of (``name`` is then a template
         #: with ``{}`` where the owner's name goes: ``direct[{}]``)
@@ -72,7 +73,7 @@ class ftrace_ops:
     def __repr__(self) -> str:
         return f"<ftrace_ops {self.name} {ops_flag_names(self.flags)}>"
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "ftrace_ops":
+    def __deepcopy__(self, memo: dict[int, Any]) -> ftrace_ops:
         """Field-wise copy (much faster than the generic one; state copies are hot in the explorer)."""
         from .copying import clone as deepcopy
 

@@ -22,8 +22,9 @@ retrying without progress), a model error or oops.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import KernelOops, ModelError
 
@@ -44,7 +45,7 @@ class Task:
     """A named piece of kernel work: ``fn(k)`` returns the kernel's answer (0 or -errno)."""
 
     name: str
-    fn: Callable[["Kernel"], Any]
+    fn: Callable[[Kernel], Any]
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Run:
     livelock: str | None = None
     error: str | None = None
     violations: list[str] = field(default_factory=list)
-    kernel: "Kernel | None" = None
+    kernel: Kernel | None = None
     #: per decision: (task, what it does next: start | lock | trylock | unlock | call, lock or callee)
     steps: list[tuple[str, str, str | None]] = field(default_factory=list)
 
@@ -100,7 +101,7 @@ class _TaskState:
 class Interleaver:
     """The scheduler installed as ``k.sched`` for one run."""
 
-    def __init__(self, k: "Kernel", tasks: list[Task], schedule: list[int], max_points: int = 400) -> None:
+    def __init__(self, k: Kernel, tasks: list[Task], schedule: list[int], max_points: int = 400) -> None:
         self.k = k
         self.tasks = [_TaskState(t) for t in tasks]
         self.schedule = schedule
@@ -110,7 +111,7 @@ class Interleaver:
         self.aborted = False
 
     # -- the scheduler interface used by ftlab.model.locks -------------------------------------
-    def point(self, k: "Kernel", op: str, lock: str) -> None:
+    def point(self, k: Kernel, op: str, lock: str) -> None:
         t = self.running
         assert t is not None
         if self.aborted:  # unwinding an abandoned run (e.g. an unlock in a finally): never wait
@@ -125,13 +126,13 @@ class Interleaver:
         if self.aborted:
             raise _Abort()
 
-    def block(self, k: "Kernel", lock: str) -> None:
+    def block(self, k: Kernel, lock: str) -> None:
         raise ModelError(f"{k.current} was scheduled while {lock} is held by {k.locks.get(lock)}")
 
-    def acquired(self, k: "Kernel", lock: str) -> None:
+    def acquired(self, k: Kernel, lock: str) -> None:
         pass
 
-    def released(self, k: "Kernel", lock: str) -> None:
+    def released(self, k: Kernel, lock: str) -> None:
         pass
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:  # a copied kernel gets the sequential scheduler
@@ -250,10 +251,10 @@ class Interleaver:
 class Scheduler(Protocol):
     """What the model's locks ask of the scheduler a kernel holds (``k.sched``)."""
 
-    def point(self, k: "Kernel", op: str, lock: str) -> None: ...
-    def block(self, k: "Kernel", lock: str) -> None: ...
-    def acquired(self, k: "Kernel", lock: str) -> None: ...
-    def released(self, k: "Kernel", lock: str) -> None: ...
+    def point(self, k: Kernel, op: str, lock: str) -> None: ...
+    def block(self, k: Kernel, lock: str) -> None: ...
+    def acquired(self, k: Kernel, lock: str) -> None: ...
+    def released(self, k: Kernel, lock: str) -> None: ...
 
 
 class SequentialScheduler:
@@ -264,27 +265,27 @@ class SequentialScheduler:
     interleaving scheduler (:class:`Interleaver`) switches tasks there.
     """
 
-    def point(self, k: "Kernel", op: str, lock: str) -> None:
+    def point(self, k: Kernel, op: str, lock: str) -> None:
         pass
 
-    def block(self, k: "Kernel", lock: str) -> None:
+    def block(self, k: Kernel, lock: str) -> None:
         raise ModelError(f"deadlock: {k.current} waits for {lock} held by {k.locks.get(lock)}, "
                          "and no other task can run")
 
-    def acquired(self, k: "Kernel", lock: str) -> None:  # hook for interleaving schedulers
+    def acquired(self, k: Kernel, lock: str) -> None:  # hook for interleaving schedulers
         pass
 
-    def released(self, k: "Kernel", lock: str) -> None:  # hook for interleaving schedulers
+    def released(self, k: Kernel, lock: str) -> None:  # hook for interleaving schedulers
         pass
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "SequentialScheduler":
+    def __deepcopy__(self, memo: dict[int, Any]) -> SequentialScheduler:
         return self
 
 
 SEQUENTIAL = SequentialScheduler()
 
 
-def run_tasks(k: "Kernel", tasks: list[Task], schedule: list[int], max_points: int = 400) -> Run:
+def run_tasks(k: Kernel, tasks: list[Task], schedule: list[int], max_points: int = 400) -> Run:
     """Run ``tasks`` on ``k`` under ``schedule`` (the choices at the first points; then the task
     that ran last goes on, else the first that can); the :class:`Run` keeps the kernel."""
     run = Interleaver(k, tasks, schedule, max_points).run()

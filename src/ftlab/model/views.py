@@ -12,8 +12,13 @@ from __future__ import annotations
 import re
 
 from .flags import OPSF, RECF, ftrace_rec_count, ops_flag_names
-from .ftrace import (FTRACE_STUB, ftrace_find_rec_direct, ftrace_find_tramp_ops_any,
-                     ftrace_find_tramp_ops_next, ftrace_ops_get_func)
+from .ftrace import (
+    FTRACE_STUB,
+    ftrace_find_rec_direct,
+    ftrace_find_tramp_ops_any,
+    ftrace_find_tramp_ops_next,
+    ftrace_ops_get_func,
+)
 from .hash import ftrace_hash_empty
 from .kernel import Kernel
 from .ops import Addr, ftrace_ops
@@ -71,10 +76,8 @@ def arch_ftrace_trampoline_func(k: Kernel, ops: ftrace_ops | None, flags: int) -
 def print_enabled_record(k: Kernel, ip: int, flags: int) -> str:
     """One enabled_functions entry (t_show with FTRACE_ITER_ENABLED), without the final newline."""
     out = [k.cat.sym_of_ip(ip)]
-    out.append(" (%d)%s%s%s" % (ftrace_rec_count(flags),
-                                " R" if flags & R.REGS else "  ",
-                                " I" if flags & R.IPMODIFY else "  ",
-                                " D" if flags & R.DIRECT else "  "))
+    out.append(f" ({ftrace_rec_count(flags)})" + (" R" if flags & R.REGS else "  ")
+               + (" I" if flags & R.IPMODIFY else "  ") + (" D" if flags & R.DIRECT else "  "))
     if flags & R.TRAMP_EN:
         ops = ftrace_find_tramp_ops_any(k, ip)
         if ops is None:

@@ -17,7 +17,8 @@ would and records what the model also produces:
   wait for the transition, ``delete_module`` with retries (the patch drops its module reference
   from a work item, so EAGAIN is normal for a moment);
 * ``bpf attach``: ``bpf(BPF_PROG_LOAD)`` of a hand-assembled BPF_PROG_TYPE_TRACING program with
-  the target's BTF id (and, for a module's function, an fd of the module's BTF object), then ``bpf(BPF_RAW_TRACEPOINT_OPEN)`` for the link; ``detach``: close the
+  the target's BTF id (and, for a module's function, an fd of the module's BTF object), then
+  ``bpf(BPF_RAW_TRACEPOINT_OPEN)`` for the link; ``detach``: close the
   link. Every program appends ``(program id, value)`` to a shared array map: fentry 0, fexit and
   fmod_ret the return-value slot they see, so a call shows which programs fired in which order;
 * ``kprobe add|remove``, ``direct register|unregister``, ``ops register|unregister``: load /
@@ -727,7 +728,8 @@ class Scenario:
     # -- snapshot (ftlab preflight tests) ---------------------------------------------------------
     def snapshot(self, st: dict) -> str:
         """Run ``st["script"]`` (ftlab's stdlib-only snapshot.py) in-process, write its JSON to
-        ``st["path"]`` (BPF links through bpftool if ``st["use_bpftool"]``, else fdinfo); then, if ``st["wait_for"]`` is set, wait up to ``st["wait_s"]`` for that file
+        ``st["path"]`` (BPF links through bpftool if ``st["use_bpftool"]``, else fdinfo); then, if ``st["wait_for"]``
+        is set, wait up to ``st["wait_s"]`` for that file
         to appear (the host writes it once it has answered from the snapshot)."""
         import importlib.util
         spec = importlib.util.spec_from_file_location("ftlab_snapshot", st["script"])

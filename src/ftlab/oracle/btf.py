@@ -40,7 +40,7 @@ class Btf:
     """One parsed BTF blob: its functions (name -> (id, number of arguments)), and what a split
     BTF on top of it needs (type count, strings, the argument count of each FUNC_PROTO)."""
 
-    def __init__(self, data: bytes, base: "Btf | None" = None) -> None:
+    def __init__(self, data: bytes, base: Btf | None = None) -> None:
         if len(data) < 24:
             raise OracleError("BTF blob too short")
         magic, _version, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)

@@ -14,9 +14,8 @@ with ``linux-6.1``, says so in the document (``"policy_note"``) and the comparis
 
 from __future__ import annotations
 
-from typing import Any
-
 import os
+from typing import Any
 
 from ..errors import InputError
 from ..model.policies.registry import DEFAULT_POLICY

@@ -35,7 +35,8 @@ import json
 import os
 import sys
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..model.catalogue import INVALID_PREFIX
 from .targets import CALLABLE

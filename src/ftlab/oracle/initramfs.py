@@ -7,7 +7,8 @@ whose unknown ``key=value`` words the kernel hands to /init as environment varia
 
 /init mounts proc, sysfs, devtmpfs, tracefs and debugfs (for kprobes/list), loads the virtio/9p
 modules the kernel does not build in (:meth:`~ftlab.oracle.install.KernelInfo.guest_modules`:
-modules.dep minus modules.builtin; a compressed ``.ko.xz`` is stored decompressed), mounts the host's root read-only at /host (tag ``hostroot``) with the guest's /proc,
+modules.dep minus modules.builtin; a compressed ``.ko.xz`` is stored decompressed), mounts the host's root read-only
+at /host (tag ``hostroot``) with the guest's /proc,
 /sys and /dev bound over it and the writable export at its host path, then runs
 ``chroot /host python3 -B agent plan`` and powers off. Lines starting ``FTLAB-INIT`` report its progress on the console.
 
@@ -22,9 +23,9 @@ import io
 import os
 import stat
 
+from ..errors import OracleError
 from .install import GUEST_MODULES, KernelInfo, static_busybox
 from .kernels import module_bytes
-from ..errors import OracleError
 
 INIT = """#!/bin/busybox sh
 /bin/busybox --install -s /bin

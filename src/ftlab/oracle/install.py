@@ -30,7 +30,6 @@ import subprocess
 from dataclasses import dataclass
 
 from ..errors import OracleError
-
 from . import kernels
 from .kernels import KernelSeries
 

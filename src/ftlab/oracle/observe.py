@@ -25,7 +25,8 @@ both sides:
 * for a call: ``body`` (``original``, a live patch's name, or null when an fmod_ret program
   skipped it), ``programs`` (BPF programs in firing order), ``fexit`` (what each fexit program
   saw), ``retval`` (what the caller got), ``hooks`` (kprobe pre/post handlers, direct trampolines,
-  a module's own ftrace_ops callback and the function tracer that ran, sorted). A value equal to what the patched body that ran
+  a module's own ftrace_ops callback and the function tracer that ran, sorted). A value equal to what the patched body
+  that ran
   returns is written ``<patch>``: the model's replacement bodies return a marker, the oracle's
   return 0 (a /proc show function must), so only "the patched body's value" compares;
 * ``ftrace_dead`` and ``warn`` (a WARN during the step).
@@ -60,7 +61,8 @@ OBSERVED = ("result", "enabled", "body", "programs", "fexit", "retval", "hooks",
 CALL_KEYS = ("body", "programs", "fexit", "retval", "hooks")
 
 _BPF_KEY = re.compile(r"bpf_trampoline_\d+(?:_\d+)?")
-_SYM = re.compile(r"(?P<sym>[A-Za-z_][A-Za-z0-9_.]*)\+0x(?P<off>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)(?: \[[A-Za-z0-9_]+\])?")
+_SYM = re.compile(r"(?P<sym>[A-Za-z_][A-Za-z0-9_.]*)\+0x(?P<off>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)"
+                  r"(?: \[[A-Za-z0-9_]+\])?")
 #: The head of an enabled_functions record: ``name[ [module]] (count)`` and the flag slots,
 #: three (6.1: R, I, D) or five (6.12: then O, and M with its trailing space).
 _HEAD = re.compile(r"^(?P<name>\S+(?: \[[^\]]+\])?) \((?P<count>\d+)\)(?P<r> R|  )(?P<i> I|  )(?P<d> D|  )"

@@ -14,11 +14,12 @@ tokens that are plain names.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .. import actions
-from ..actions import BpfStep, CallStep, DirectStep, KprobeStep, LivepatchStep, OpsStep, ShowStep, TracerStep
+from ..actions import BpfStep, CallStep, DirectStep, KprobeStep, LivepatchStep, OpsStep
 from ..errors import InputError
 from ..model.catalogue import sym_name
 from ..scenario.schema import Scenario
@@ -26,7 +27,6 @@ from . import kernels
 from .kernels import KernelSeries
 from .modgen import ModuleSource, direct_module, kprobe_module, livepatch_module, ops_module
 from .targets import CALLABLE, DIRECT_TRAMPS
-
 
 
 @dataclass

@@ -23,9 +23,9 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import OracleError
 from ..scenario.schema import Scenario
@@ -162,7 +162,8 @@ def run(items: list[Item], out_dir: str, *, progress: Callable[[str], None] | No
         say(f"boot {nboot}: {len(todo)} scenario(s)")
         current: dict[str, Any] = {"id": None}
 
-        def on_event(event: str, fields: dict[str, Any], current: dict[str, Any] = current) -> None:
+        def on_event(event: str, fields: dict[str, Any], current: dict[str, Any] = current,
+                     nboot: int = nboot) -> None:
             if event == "begin":
                 current["id"] = fields.get("scenario")
             elif event == "end":

@@ -31,8 +31,15 @@ end-to-end test); this package does not import it.
 """
 
 from .load import SNAPSHOT_FORMAT, Snapshot, load_snapshot, policy_for_release
-from .predict import (PREFLIGHT_FORMAT, check_action_names, explain, parse_action, predict_variant, preflight,
-                      step_functions)
+from .predict import (
+                      PREFLIGHT_FORMAT,
+                      check_action_names,
+                      explain,
+                      parse_action,
+                      predict_variant,
+                      preflight,
+                      step_functions,
+)
 from .reconstruction import OWNER_FUNCS, reconstruct
 from .records import Record, parse_enabled_functions
 from .replay import MAX_VARIANTS, Action, Question, Rebuilt, Reconstruction, compare_records, rebuild

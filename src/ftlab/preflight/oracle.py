@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 SNAPSHOT_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "snapshot.py")
 

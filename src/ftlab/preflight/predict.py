@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import actions
+from ..actions import BpfStep, DirectStep, KprobeStep, LivepatchStep, OpsStep, body_label, record_changes
 from ..errors import KernelOops
 from ..model import calls
 from ..model.catalogue import Catalogue, qualified_name
@@ -15,8 +17,6 @@ from ..model.errno import errno_name
 from ..model.flags import FTRACE_FL, FTRACE_OPS_FL
 from ..model.invariants import check_all
 from ..model.kernel import Kernel
-from .. import actions
-from ..actions import BpfStep, DirectStep, KprobeStep, LivepatchStep, OpsStep, body_label, record_changes
 from .load import load_snapshot, policy_for_release
 from .reconstruction import reconstruct
 from .replay import Rebuilt, rebuild
@@ -93,7 +93,8 @@ def explain(k: Kernel, step: Any, errno: str, policy: str) -> str:
         if isinstance(step, BpfStep) and errno == "EINVAL":
             return f"-EINVAL: {funcs[0]} is on the verifier's deny list (verifier.c: btf_id_deny)"
         if isinstance(step, BpfStep) and errno == "E2BIG":
-            return "-E2BIG: the trampoline has BPF_MAX_TRAMP_LINKS (38) programs (trampoline.c: bpf_trampoline_link_prog)"
+            return ("-E2BIG: the trampoline has BPF_MAX_TRAMP_LINKS (38) programs "
+                    "(trampoline.c: bpf_trampoline_link_prog)")
         if isinstance(step, BpfStep) and errno == "EBUSY" and bpf.bpf_trampoline_of(k, funcs[0]) is not None \
                 and any(p.name == step.prog for p in k.subsys["bpf"].links):
             return "-EBUSY: this program is already linked (trampoline.c: bpf_trampoline_link_prog)"

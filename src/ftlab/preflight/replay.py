@@ -9,13 +9,22 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from ..actions import (
+    BpfStep,
+    DirectStep,
+    FuncRef,
+    KprobeStep,
+    LivepatchStep,
+    OpsStep,
+    RunContext,
+    TracerStep,
+    TransitionStep,
+)
 from ..errors import KernelOops
 from ..model import views
 from ..model.clients import livepatch
 from ..model.errno import errno_name
 from ..model.kernel import Kernel
-from ..actions import (BpfStep, DirectStep, FuncRef, KprobeStep, LivepatchStep, OpsStep, RunContext, TracerStep,
-                       TransitionStep)
 from .load import Snapshot
 from .records import Record, parse_enabled_functions, symbol_of
 

@@ -29,9 +29,27 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..actions import (KINDS, VIEWS, BpfStep, CallStep, ClientStep, ConcurrentStep, DirectStep, Expect,  # noqa: F401
-                       FuncArg, FuncRef, KprobeStep, LivepatchStep, OpsStep, ShowStep, Step, StepBase, Strict,
-                       TracerStep, TransitionStep)
+from ..actions import (  # noqa: F401
+    KINDS,
+    VIEWS,
+    BpfStep,
+    CallStep,
+    ClientStep,
+    ConcurrentStep,
+    DirectStep,
+    Expect,
+    FuncArg,
+    FuncRef,
+    KprobeStep,
+    LivepatchStep,
+    OpsStep,
+    ShowStep,
+    Step,
+    StepBase,
+    Strict,
+    TracerStep,
+    TransitionStep,
+)
 from ..model.arch import ARCHES
 from ..model.policies.registry import DEFAULT_POLICY, MUTATIONS, policy_names
 

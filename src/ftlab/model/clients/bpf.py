@@ -18,15 +18,39 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..bpf_trampoline import (BPF_IMAGE_SIZE, BPF_MAX_TRAMP_LINKS, BPF_TRAMP_F, IMAGE_PREFIX, KINDS,
-                              X86_PATCH_SIZE, BpfProgram, BpfState, arch_prepare_bpf_trampoline,
-                              bpf_arch_text_poke, bpf_key, bpf_state, bpf_tramp_image,
-                              bpf_tramp_image_put, bpf_tramp_link, bpf_tramp_prog_type, bpf_trampoline,
-                              bpf_trampoline_compute_key, bpf_trampoline_get, bpf_trampoline_get_progs,
-                              bpf_trampoline_link_prog, bpf_trampoline_lookup, bpf_trampoline_module_get,
-                              bpf_trampoline_module_put, bpf_trampoline_put, bpf_trampoline_unlink_prog,
-                              cur_image_of_empty, find_image, run_bpf_trampoline, tr_mutex_name,
-                              trampolines)
+from ..bpf_trampoline import (
+    BPF_IMAGE_SIZE,
+    BPF_MAX_TRAMP_LINKS,
+    BPF_TRAMP_F,
+    IMAGE_PREFIX,
+    KINDS,
+    X86_PATCH_SIZE,
+    BpfProgram,
+    BpfState,
+    arch_prepare_bpf_trampoline,
+    bpf_arch_text_poke,
+    bpf_key,
+    bpf_state,
+    bpf_tramp_image,
+    bpf_tramp_image_put,
+    bpf_tramp_link,
+    bpf_tramp_prog_type,
+    bpf_trampoline,
+    bpf_trampoline_compute_key,
+    bpf_trampoline_get,
+    bpf_trampoline_get_progs,
+    bpf_trampoline_link_prog,
+    bpf_trampoline_lookup,
+    bpf_trampoline_module_get,
+    bpf_trampoline_module_put,
+    bpf_trampoline_put,
+    bpf_trampoline_unlink_prog,
+    cur_image_of_empty,
+    find_image,
+    run_bpf_trampoline,
+    tr_mutex_name,
+    trampolines,
+)
 from ..errno import Errno
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,12 +69,12 @@ BTF_ID_DENY: frozenset[str] = frozenset({"migrate_disable", "migrate_enable"})
 # ---------------------------------------------------------------------------------------------
 # Keys, lookup, get/put
 # ---------------------------------------------------------------------------------------------
-def btf_id_of(k: "Kernel", ip: int) -> int:
+def btf_id_of(k: Kernel, ip: int) -> int:
     """The synthetic BTF id of the function at ``ip``: record index + 1 (BTF id 0 is void)."""
     return k.rec_index(ip) + 1
 
 
-def btf_obj_id_of(k: "Kernel", ip: int) -> int:
+def btf_obj_id_of(k: Kernel, ip: int) -> int:
     """The synthetic btf_obj_id of the BTF that describes the function at ``ip``: vmlinux's
     (:data:`VMLINUX_BTF_OBJ_ID`), or 2, 3, ... for modules in the catalogue's order."""
     mod = k.cat.module_of(k.rec_index(ip))
@@ -76,7 +100,7 @@ def check_attach_modify_return(name: str) -> int:
     return -Errno.EINVAL
 
 
-def bpf_check_attach_target(k: "Kernel", prog: BpfProgram) -> int:
+def bpf_check_attach_target(k: Kernel, prog: BpfProgram) -> int:
     """bpf_check_attach_target() + check_attach_btf_id() (kernel/bpf/verifier.c), all policies.
 
     btf_id_deny functions are -EINVAL for every tracing program; fmod_ret is -EINVAL outside
@@ -90,7 +114,7 @@ def bpf_check_attach_target(k: "Kernel", prog: BpfProgram) -> int:
     return 0
 
 
-def bpf_attach(k: "Kernel", prog: BpfProgram) -> int:
+def bpf_attach(k: Kernel, prog: BpfProgram) -> int:
     """BPF_PROG_LOAD + BPF_LINK_CREATE (syscall.c: bpf_tracing_prog_attach), all policies: attach ``prog``.
 
     Verifier checks (check_attach_btf_id), bpf_trampoline_get, bpf_trampoline_link_prog, as one
@@ -113,7 +137,7 @@ def bpf_attach(k: "Kernel", prog: BpfProgram) -> int:
     return 0
 
 
-def bpf_detach(k: "Kernel", prog: BpfProgram) -> int:
+def bpf_detach(k: Kernel, prog: BpfProgram) -> int:
     """bpf_tracing_link_release() (kernel/bpf/syscall.c), all policies: close ``prog``'s link.
 
     bpf_trampoline_unlink_prog, whose error is only a WARN_ON_ONCE (closing a link cannot fail:
@@ -132,7 +156,7 @@ def bpf_detach(k: "Kernel", prog: BpfProgram) -> int:
     return 0
 
 
-def bpf_trampoline_of(k: "Kernel", name: str, sympos: int = 0) -> bpf_trampoline | None:
+def bpf_trampoline_of(k: Kernel, name: str, sympos: int = 0) -> bpf_trampoline | None:
     """The trampoline of function ``name``, if one exists."""
     ip = k.cat.lookup(name, sympos)
     key = bpf_trampoline_compute_key(btf_obj_id_of(k, ip), btf_id_of(k, ip))

@@ -23,19 +23,19 @@ modules apart in the model; %pS shows ``my_tramp1+0x0/...``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from ...errors import InputError
-from ..copying import fast_deepcopy
 from ..calls import CallContext, run_body
 from ..calltable import CallTable, install
-from ..naming import Rename, spell
-from ..direct import (modify_ftrace_direct_multi, register_ftrace_direct_multi,
-                      unregister_ftrace_direct_multi)
+from ..copying import fast_deepcopy
+from ..direct import modify_ftrace_direct_multi, register_ftrace_direct_multi, unregister_ftrace_direct_multi
 from ..errno import Errno
 from ..ftrace import ftrace_free_filter, ftrace_set_filter_ip
 from ..kernel import Kernel
+from ..naming import Rename, spell
 from ..ops import Addr, ftrace_ops
 
 #: Every sample trampoline's symbol starts with this.

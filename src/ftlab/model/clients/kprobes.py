@@ -38,20 +38,19 @@ modelled: registration returns -EOPNOTSUPP there (model convention).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from dataclasses import dataclass, field
-
 from ...errors import InputError
-from ..copying import fast_deepcopy
 from ..calls import CallContext
 from ..calltable import CallTable, install
-from ..naming import Rename, spell
+from ..copying import fast_deepcopy
 from ..errno import Errno
 from ..flags import OPSF
 from ..ftrace import ftrace_set_filter_ip, register_ftrace_function, unregister_ftrace_function
 from ..kernel import Kernel
 from ..locks import lockdep_assert_held, mutex_lock, mutex_unlock
+from ..naming import Rename, spell
 from ..ops import ftrace_ops
 
 F = OPSF  # plain ints: hot paths
@@ -74,7 +73,7 @@ class kprobe:
     post_handler: bool = False
     disabled: bool = False
     aggr: bool = False
-    children: list["kprobe"] = field(default_factory=list)
+    children: list[kprobe] = field(default_factory=list)
     nmissed: int = 0
 
     def key(self, nm: Rename | None = None) -> tuple[Any, ...]:

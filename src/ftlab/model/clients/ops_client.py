@@ -9,17 +9,18 @@ what exercises the rollback of __ftrace_hash_update_ipmodify. Same under every p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
-from ..copying import fast_deepcopy
 from ..calls import CallContext
 from ..calltable import CallTable, install
-from ..naming import Rename, spell
+from ..copying import fast_deepcopy
 from ..errno import Errno
 from ..flags import FTRACE_OPS_FL
 from ..ftrace import ftrace_free_filter, ftrace_set_filter_ip, register_ftrace_function, unregister_ftrace_function
 from ..kernel import Kernel
+from ..naming import Rename, spell
 from ..ops import ftrace_ops
 
 CALLBACK = "my_ops_func"

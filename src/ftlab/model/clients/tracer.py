@@ -46,25 +46,32 @@ at open. The model does what the kernel does; :func:`tracefs_write` returns the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from dataclasses import dataclass
-
 from ...errors import InputError
-from ..copying import fast_deepcopy
+from .. import views
 from ..calls import CallContext
 from ..calltable import CallTable, install
+from ..copying import fast_deepcopy
 from ..errno import Errno
 from ..flags import OPSF
-from ..ftrace import (FTRACE_START_FUNC_RET, FTRACE_STOP_FUNC_RET, FTRACE_STUB, ftrace_hash_move_and_update_ops,
-                      ftrace_ops_init, ftrace_shutdown, ftrace_startup, register_ftrace_function,
-                      unregister_ftrace_function)
+from ..ftrace import (
+    FTRACE_START_FUNC_RET,
+    FTRACE_STOP_FUNC_RET,
+    FTRACE_STUB,
+    ftrace_hash_move_and_update_ops,
+    ftrace_ops_init,
+    ftrace_shutdown,
+    ftrace_startup,
+    register_ftrace_function,
+    unregister_ftrace_function,
+)
 from ..glob import match_records, trace_get_user_tokens
 from ..hash import EMPTY_HASH, ftrace_hash
 from ..kernel import Kernel
 from ..locks import mutex_lock, mutex_unlock
 from ..ops import ftrace_ops
-from .. import views
 
 F = OPSF  # plain ints: hot paths
 

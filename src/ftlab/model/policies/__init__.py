@@ -35,8 +35,9 @@ import dataclasses
 import enum
 import importlib
 import types
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ...errors import InputError, ModelError
 from . import registry
@@ -100,50 +101,50 @@ class Policy:
     has_share_ipmodify_flag: bool
 
     # -- kernel/trace/ftrace.c -------------------------------------------------------------
-    register_ftrace_function: "OpsFn"
-    unregister_ftrace_function: "OpsFn"
+    register_ftrace_function: OpsFn
+    unregister_ftrace_function: OpsFn
     #: __ftrace_hash_update_ipmodify(ops, old_hash, new_hash)
-    ftrace_hash_update_ipmodify: "HashUpdateFn"
+    ftrace_hash_update_ipmodify: HashUpdateFn
     #: prepare_direct_functions_for_ipmodify (seed v2, 6.0+)
-    prepare_direct_functions_for_ipmodify: "OpsFn"
+    prepare_direct_functions_for_ipmodify: OpsFn
     #: cleanup_direct_functions_after_ipmodify (6.0+)
-    cleanup_direct_functions_after_ipmodify: "OpsVoidFn"
+    cleanup_direct_functions_after_ipmodify: OpsVoidFn
     #: register_ftrace_function_nolock (6.0+)
-    register_ftrace_function_nolock: "OpsFn"
+    register_ftrace_function_nolock: OpsFn
     #: register_ftrace_direct_multi (5.5 .. 6.3); register_ftrace_direct (6.4+)
-    register_direct: "DirectFn"
+    register_direct: DirectFn
     #: unregister_ftrace_direct_multi (5.5 .. 6.3)
-    unregister_direct: "DirectFn"
+    unregister_direct: DirectFn
     #: modify_ftrace_direct_multi (5.5 .. 6.3); modify_ftrace_direct (6.4+)
-    modify_direct: "DirectFn"
+    modify_direct: DirectFn
     #: modify_ftrace_direct_multi_nolock (seed v2 2/5 .. 6.3); modify_ftrace_direct_nolock (6.4+)
-    modify_direct_nolock: "DirectFn"
+    modify_direct_nolock: DirectFn
     #: __modify_ftrace_direct_multi (seed v2, 6.0 .. 6.3): the body the two above run, direct_mutex held
-    modify_direct_body: "DirectFn"
+    modify_direct_body: DirectFn
 
     # -- kernel/bpf/trampoline.c, include/linux/bpf.h ----------------------------------------
     #: BPF_TRAMP_F_* of the version's bpf.h
     BPF_TRAMP_F: type[enum.IntFlag]
     #: the DIRECT_CALLS block of bpf_trampoline_lookup: tr->fops (None: the version has none)
-    bpf_trampoline_lookup_fops: "Callable[[Kernel, bpf_trampoline], ftrace_ops | None]"
+    bpf_trampoline_lookup_fops: Callable[[Kernel, bpf_trampoline], ftrace_ops | None]
     #: the fops part of bpf_trampoline_put
-    bpf_trampoline_put_fops: "TrFn"
-    register_fentry: "Callable[[Kernel, bpf_trampoline, Addr], int]"
-    modify_fentry: "Callable[[Kernel, bpf_trampoline, Addr, Addr, bool], int]"
-    unregister_fentry: "Callable[[Kernel, bpf_trampoline, Addr], int]"
-    bpf_tramp_image_alloc: "Callable[[Kernel, bpf_trampoline], bpf_tramp_image]"
-    bpf_trampoline_update: "Callable[[Kernel, bpf_trampoline, bool], int]"
+    bpf_trampoline_put_fops: TrFn
+    register_fentry: Callable[[Kernel, bpf_trampoline, Addr], int]
+    modify_fentry: Callable[[Kernel, bpf_trampoline, Addr, Addr, bool], int]
+    unregister_fentry: Callable[[Kernel, bpf_trampoline, Addr], int]
+    bpf_tramp_image_alloc: Callable[[Kernel, bpf_trampoline], bpf_tramp_image]
+    bpf_trampoline_update: Callable[[Kernel, bpf_trampoline, bool], int]
     #: tr->fops' ops_func (seed v2, 6.0+)
-    bpf_tramp_ftrace_ops_func: "OpsFuncFn"
+    bpf_tramp_ftrace_ops_func: OpsFuncFn
 
     changes: tuple[str, ...] = ()
     mutations: tuple[str, ...] = ()
 
     # -- a frozen value: shared by copies, pickled by name -------------------------------------
-    def __deepcopy__(self, memo: dict[int, Any]) -> "Policy":
+    def __deepcopy__(self, memo: dict[int, Any]) -> Policy:
         return self
 
-    def __copy__(self) -> "Policy":
+    def __copy__(self) -> Policy:
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -191,7 +192,7 @@ class Overlay:
     replaces: Mapping[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = field(default_factory=dict)
 
     @classmethod
-    def functions(cls, name: str, **fns: Callable[..., Any]) -> "Overlay":
+    def functions(cls, name: str, **fns: Callable[..., Any]) -> Overlay:
         """An overlay that puts each of ``fns`` in the slot of its keyword, whatever was there."""
         def constant(fn: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             def derive(_base: Callable[..., Any]) -> Callable[..., Any]:
@@ -261,7 +262,8 @@ def get_policy(name: str | None = None, mutations: Iterable[str] = ()) -> Policy
     info = registry.POLICIES.get(name)
     if info is None:
         raise InputError(f"unknown policy {name!r} (known: {', '.join(registry.policy_names(variants=True))})")
-    muts = tuple(m for m in dict.fromkeys(mutations) if registry.check_mutation(m) and name in registry.MUTATIONS[m].policies)
+    muts = tuple(m for m in dict.fromkeys(mutations)
+                 if registry.check_mutation(m) and name in registry.MUTATIONS[m].policies)
     key = (name, muts)
     p = _built.get(key)
     if p is not None:

@@ -11,7 +11,8 @@ find a violation the unmutated policy does not have (``ftlab explore --mutations
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errno import Errno
 from ..locks import mutex_lock

@@ -9,7 +9,7 @@ one version reaches this code too.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .. import bpf_trampoline as bt
 from .. import direct

@@ -51,13 +51,38 @@ replacement functions' code).
 
 from __future__ import annotations
 
-from .actions import (CALLS, default_new_func, klp_expected_body, klp_in_transition, klp_run_free_work,
-                      klp_transition_complete, klp_transition_work, livepatch_body_retval, livepatch_disable,
-                      livepatch_enable, livepatch_force, livepatch_sysfs, livepatch_unload, livepatch_write_enabled)
+from .actions import (
+                      CALLS,
+                      default_new_func,
+                      klp_expected_body,
+                      klp_in_transition,
+                      klp_run_free_work,
+                      klp_transition_complete,
+                      klp_transition_work,
+                      livepatch_body_retval,
+                      livepatch_disable,
+                      livepatch_enable,
+                      livepatch_force,
+                      livepatch_sysfs,
+                      livepatch_unload,
+                      livepatch_write_enabled,
+)
 from .core import enabled_store, force_store, klp_enable_patch, klp_find_object_symbol
 from .patch import klp_find_ops, klp_ftrace_handler, klp_patch_func, klp_unpatch_func
-from .structs import (KLP_FTRACE_HANDLER, KLP_PATCHED, KLP_UNDEFINED, KLP_UNPATCHED, LIVEPATCH_CODE_PREFIX, KlpState,
-                      klp_func, klp_object, klp_ops, klp_patch, klp_state, klp_task)
+from .structs import (
+                      KLP_FTRACE_HANDLER,
+                      KLP_PATCHED,
+                      KLP_UNDEFINED,
+                      KLP_UNPATCHED,
+                      LIVEPATCH_CODE_PREFIX,
+                      KlpState,
+                      klp_func,
+                      klp_object,
+                      klp_ops,
+                      klp_patch,
+                      klp_state,
+                      klp_task,
+)
 
 __all__ = [
     "KLP_UNDEFINED", "KLP_UNPATCHED", "KLP_PATCHED", "KLP_FTRACE_HANDLER", "KlpState",

@@ -3,20 +3,43 @@ replacement functions do when called."""
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from ...calls import CallContext
-from ...errno import Errno
-from ...ftrace import (ftrace_location, ftrace_set_filter_ip, register_ftrace_function,
-                       unregister_ftrace_function)
-from ...kernel import Kernel
-from ...locks import mutex_lock, mutex_unlock
-from ...ops import Addr, ftrace_ops
 from ...calltable import CallTable
-from .core import enabled_show, enabled_store, force_store, klp_enable_patch, klp_free_patch_finish, patched_show, transition_show
+from ...errno import Errno
+from ...kernel import Kernel
+from ...ops import Addr
+from .core import (
+    enabled_show,
+    enabled_store,
+    force_store,
+    klp_enable_patch,
+    klp_free_patch_finish,
+    patched_show,
+    transition_show,
+)
 from .patch import klp_find_ops, klp_ftrace_handler
+from .structs import (  # noqa: F401
+    _PR,
+    KLP_FTRACE_HANDLER,
+    KLP_PATCHED,
+    KLP_UNDEFINED,
+    KLP_UNPATCHED,
+    LIVEPATCH_CODE_PREFIX,
+    F,
+    KlpState,
+    _objname,
+    _spell_body,
+    _task,
+    klp_func,
+    klp_object,
+    klp_ops,
+    klp_patch,
+    klp_state,
+    klp_task,
+)
 from .transition import klp_transition_work_fn, klp_update_patch_state
-from .structs import (F, KLP_FTRACE_HANDLER, KLP_PATCHED, KLP_UNDEFINED, KLP_UNPATCHED, LIVEPATCH_CODE_PREFIX, _PR, KlpState, _objname, _task, klp_func, klp_object, klp_ops, klp_patch, klp_state, klp_task, _spell_body)  # noqa: F401
 
 
 def livepatch_body_retval(addr: str) -> int:
@@ -94,7 +117,8 @@ def livepatch_enable(k: Kernel, name: str, funcs: Sequence[FuncSpec], replace: b
 
     ``funcs``: function names, ``(name, old_sympos)`` pairs, or klp_func objects; the new
     functions are ``livepatch_<name>:<func>``. A ``module:func`` name puts the function in that
-    module's klp_object; the others go to the vmlinux object (objects in order of first mention). ``hold``: the task sleeps on an affected function,
+    module's klp_object; the others go to the vmlinux object (objects in order of first mention). ``hold``: the task
+    sleeps on an affected function,
     so the transition stays open until :func:`klp_transition_complete`. Returns the init's
     result; on failure the module is not loaded. -EEXIST if a module of that name is loaded.
     """

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
-from ...calls import CallContext
 from ...errno import Errno
-from ...ftrace import (ftrace_location, ftrace_set_filter_ip, register_ftrace_function,
-                       unregister_ftrace_function)
 from ...kernel import Kernel
 from ...locks import mutex_lock, mutex_unlock
-from ...ops import Addr, ftrace_ops
 from .patch import klp_patch_object, klp_unpatch_objects, klp_unpatch_objects_dynamic
-from .transition import (klp_cancel_transition, klp_force_transition, klp_init_transition, klp_reverse_transition,
-                         klp_start_transition, klp_try_complete_transition)
-from .structs import (F, KLP_FTRACE_HANDLER, KLP_PATCHED, KLP_UNDEFINED, KLP_UNPATCHED, LIVEPATCH_CODE_PREFIX, _PR, KlpState, _objname, _task, klp_func, klp_object, klp_ops, klp_patch, klp_state, klp_task)  # noqa: F401
+from .structs import (  # noqa: F401
+    _PR,
+    KLP_FTRACE_HANDLER,
+    KLP_PATCHED,
+    KLP_UNDEFINED,
+    KLP_UNPATCHED,
+    LIVEPATCH_CODE_PREFIX,
+    F,
+    KlpState,
+    _objname,
+    _task,
+    klp_func,
+    klp_object,
+    klp_ops,
+    klp_patch,
+    klp_state,
+    klp_task,
+)
+from .transition import (
+    klp_cancel_transition,
+    klp_force_transition,
+    klp_init_transition,
+    klp_reverse_transition,
+    klp_start_transition,
+    klp_try_complete_transition,
+)
 
 
 def klp_find_func(obj: klp_object, old_func: klp_func) -> klp_func | None:

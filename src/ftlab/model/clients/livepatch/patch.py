@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from ...calls import CallContext
 from ...errno import Errno
-from ...ftrace import (ftrace_location, ftrace_set_filter_ip, register_ftrace_function,
-                       unregister_ftrace_function)
+from ...ftrace import ftrace_location, ftrace_set_filter_ip, register_ftrace_function, unregister_ftrace_function
 from ...kernel import Kernel
-from ...locks import mutex_lock, mutex_unlock
-from ...ops import Addr, ftrace_ops
-from .structs import (F, KLP_FTRACE_HANDLER, KLP_PATCHED, KLP_UNDEFINED, KLP_UNPATCHED, LIVEPATCH_CODE_PREFIX, _PR, KlpState, _objname, _task, klp_func, klp_object, klp_ops, klp_patch, klp_state, klp_task)  # noqa: F401
+from ...ops import ftrace_ops
+from .structs import (  # noqa: F401
+    _PR,
+    KLP_FTRACE_HANDLER,
+    KLP_PATCHED,
+    KLP_UNDEFINED,
+    KLP_UNPATCHED,
+    LIVEPATCH_CODE_PREFIX,
+    F,
+    KlpState,
+    _objname,
+    _task,
+    klp_func,
+    klp_object,
+    klp_ops,
+    klp_patch,
+    klp_state,
+    klp_task,
+)
 
 
 def klp_find_ops(k: Kernel, old_func: int) -> klp_ops | None:

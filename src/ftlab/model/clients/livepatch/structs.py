@@ -6,12 +6,11 @@ tasks' patch state, and the subsystem's globals (:class:`KlpState`, ``k.subsys["
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from dataclasses import dataclass, field
-
-from ...copying import fast_deepcopy
 from ...calltable import install
+from ...copying import fast_deepcopy
 from ...flags import OPSF
 from ...kernel import Kernel
 from ...naming import Rename, spell

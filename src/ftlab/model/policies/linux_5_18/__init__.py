@@ -12,15 +12,23 @@ kernel/trace/ftrace.c of 6.1 for the unchanged parts, facts §5.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from .. import Overlay, Policy, absent, shared
 from ..shared import bpf_tramp_image_alloc  # noqa: F401 (re-exported)
-from .ftrace import (MULTI_FLAGS, __ftrace_hash_update_ipmodify, direct_ops, ftrace_ops_cmd,  # noqa: F401
-                     modify_ftrace_direct, modify_ftrace_direct_multi, register_ftrace_direct,
-                     register_ftrace_direct_multi, unregister_ftrace_direct)
-from .trampoline import (BPF_TRAMP_F, bpf_trampoline_update, modify_fentry, register_fentry,  # noqa: F401
-                         unregister_fentry)
+from .ftrace import (  # noqa: F401
+    MULTI_FLAGS,
+    __ftrace_hash_update_ipmodify,
+    direct_ops,
+    ftrace_ops_cmd,
+    modify_ftrace_direct,
+    modify_ftrace_direct_multi,
+    register_ftrace_direct,
+    register_ftrace_direct_multi,
+    unregister_ftrace_direct,
+)
+from .trampoline import BPF_TRAMP_F, bpf_trampoline_update, modify_fentry, register_fentry, unregister_fentry  # noqa: F401
+
 
 def bpf_trampoline_lookup_fops(k: object, tr: object) -> None:
     """bpf_trampoline_lookup() (trampoline.c, 5.18): no DIRECT_CALLS block, so no tr->fops."""

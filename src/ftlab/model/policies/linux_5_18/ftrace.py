@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import enum
 
-from ..shared import register_direct_multi_body
 from ...direct import CALL_DIRECT_FUNCS, check_direct_multi, ftrace_add_rec_direct, tmp_ops
 from ...errno import Errno
 from ...flags import OPSF, RECF
-from ...ftrace import (FTRACE_REGS_ADDR, ftrace_find_rec_direct, ftrace_hash_ipmodify_rollback,
-                       ftrace_location, ftrace_ops_init, ftrace_set_filter_ip)
+from ...ftrace import (
+    FTRACE_REGS_ADDR,
+    ftrace_find_rec_direct,
+    ftrace_hash_ipmodify_rollback,
+    ftrace_location,
+    ftrace_ops_init,
+    ftrace_set_filter_ip,
+)
 from ...hash import ftrace_hash
 from ...kernel import Kernel
 from ...locks import mutex_lock, mutex_unlock
 from ...ops import Addr, ftrace_ops
+from ..shared import register_direct_multi_body
 
 F = OPSF
 R = RECF

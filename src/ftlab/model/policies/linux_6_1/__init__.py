@@ -11,17 +11,28 @@ no selector), :mod:`.backports`. The IPMODIFY rules are the merged design's (:mo
 from __future__ import annotations
 
 from .. import Overlay, Policy, merged, shared
-from ..merged import (__ftrace_hash_update_ipmodify, bpf_tramp_ftrace_ops_func,  # noqa: F401 (re-exported)
-                      cleanup_direct_functions_after_ipmodify, ftrace_ops_cmd, msleep,
-                      prepare_direct_functions_for_ipmodify, register_ftrace_function,
-                      unregister_ftrace_function)
-from ..shared import (bpf_trampoline_lookup_fops, modify_fentry, register_ftrace_function_nolock,  # noqa: F401
-                      unregister_fentry)
+from ..merged import (  # noqa: F401 (re-exported)
+                      __ftrace_hash_update_ipmodify,
+                      bpf_tramp_ftrace_ops_func,
+                      cleanup_direct_functions_after_ipmodify,
+                      ftrace_ops_cmd,
+                      msleep,
+                      prepare_direct_functions_for_ipmodify,
+                      register_ftrace_function,
+                      unregister_ftrace_function,
+)
 from ..registry import FIX_MODIFY_SELF
+from ..shared import bpf_trampoline_lookup_fops, modify_fentry, register_ftrace_function_nolock, unregister_fentry  # noqa: F401
 from . import backports
 from .ftrace import MULTI_FLAGS, __modify_ftrace_direct_multi, register_ftrace_direct_multi
-from .trampoline import (AGAIN_LIMIT, BPF_TRAMP_F, bpf_tramp_image_alloc, bpf_trampoline_put_fops,  # noqa: F401
-                         bpf_trampoline_update, register_fentry)
+from .trampoline import (  # noqa: F401
+                      AGAIN_LIMIT,
+                      BPF_TRAMP_F,
+                      bpf_tramp_image_alloc,
+                      bpf_trampoline_put_fops,
+                      bpf_trampoline_update,
+                      register_fentry,
+)
 
 BASE = Policy(
     name=__name__, kernel="Linux 6.1", description="the 6.1 base",
@@ -50,5 +61,6 @@ BASE = Policy(
 
 #: The registry's changes, as this base takes them.
 OVERLAYS = {
-    FIX_MODIFY_SELF.id: Overlay.functions(FIX_MODIFY_SELF.id, modify_direct_body=backports.__modify_ftrace_direct_multi),
+    FIX_MODIFY_SELF.id: Overlay.functions(FIX_MODIFY_SELF.id,
+                                          modify_direct_body=backports.__modify_ftrace_direct_multi),
 }

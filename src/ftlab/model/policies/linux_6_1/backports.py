@@ -6,12 +6,12 @@ makes of a base function; the package's ``OVERLAYS`` put it in the table.
 
 from __future__ import annotations
 
-from ..merged import __ftrace_hash_update_ipmodify
 from ...direct import tmp_ops
 from ...ftrace import ftrace_ops_init
 from ...kernel import Kernel
 from ...locks import mutex_lock, mutex_unlock
 from ...ops import Addr, ftrace_ops
+from ..merged import __ftrace_hash_update_ipmodify
 
 
 def __modify_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:

@@ -13,13 +13,13 @@ is not modelled for this version: no client of 6.1 uses it.
 
 from __future__ import annotations
 
-from ..shared import register_direct_multi_body
 from ...direct import tmp_ops
 from ...flags import OPSF
 from ...ftrace import ftrace_ops_init
 from ...kernel import Kernel
 from ...locks import mutex_lock, mutex_unlock
 from ...ops import Addr, ftrace_ops
+from ..shared import register_direct_multi_body
 
 F = OPSF
 

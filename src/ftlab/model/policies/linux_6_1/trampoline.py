@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import enum
 
+from ....errors import ModelError
 from ... import bpf_trampoline as bt
 from ... import direct
-from ....errors import ModelError
 from ...errno import Errno
 from ...ftrace import ftrace_free_filter, ftrace_location, ftrace_set_filter_ip
 from ...kernel import Kernel

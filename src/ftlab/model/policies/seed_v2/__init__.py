@@ -7,17 +7,32 @@ BPF side of 4/5 and 5/5 (:mod:`.trampoline`). What it shares with 5.18 or 6.1 ve
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
-from .. import Overlay, Policy, absent, shared
-from ..shared import (bpf_trampoline_lookup_fops, modify_fentry, unregister_fentry,  # noqa: F401 (re-exported)
-                      unregister_ftrace_function)
 from ...flags import ftrace_ops_cmd
-from .ftrace import (MULTI_FLAGS, __ftrace_hash_update_ipmodify, __modify_ftrace_direct_multi,  # noqa: F401
-                     prepare_direct_functions_for_ipmodify, register_ftrace_direct_multi, register_ftrace_function)
-from ..shared import bpf_tramp_image_alloc  # noqa: F401 (re-exported)
-from .trampoline import (BPF_TRAMP_F, bpf_tramp_ftrace_ops_func,  # noqa: F401
-                         bpf_trampoline_put_fops, bpf_trampoline_update, register_fentry)
+from .. import Overlay, Policy, absent, shared
+from ..shared import (  # noqa: F401 (re-exported)
+                      bpf_tramp_image_alloc,  # noqa: F401 (re-exported)
+                      bpf_trampoline_lookup_fops,
+                      modify_fentry,
+                      unregister_fentry,
+                      unregister_ftrace_function,
+)
+from .ftrace import (  # noqa: F401
+                      MULTI_FLAGS,
+                      __ftrace_hash_update_ipmodify,
+                      __modify_ftrace_direct_multi,
+                      prepare_direct_functions_for_ipmodify,
+                      register_ftrace_direct_multi,
+                      register_ftrace_function,
+)
+from .trampoline import (  # noqa: F401
+                      BPF_TRAMP_F,
+                      bpf_tramp_ftrace_ops_func,
+                      bpf_trampoline_put_fops,
+                      bpf_trampoline_update,
+                      register_fentry,
+)
 
 BASE = Policy(
     name=__name__, kernel="bpf-next + v2 series", description="the seed",

@@ -28,7 +28,6 @@ The five valid (IPMODIFY, DIRECT, SHARE) combinations, as the seed numbers them:
 from __future__ import annotations
 
 from ....errors import KernelOops
-from ..shared import register_direct_multi_body
 from ...direct import tmp_ops
 from ...errno import Errno
 from ...flags import OPSF, RECF, ftrace_ops_cmd
@@ -37,6 +36,7 @@ from ...hash import ftrace_hash
 from ...kernel import Kernel
 from ...locks import cross_call, mutex_is_locked, mutex_lock, mutex_unlock
 from ...ops import Addr, ftrace_ops
+from ..shared import register_direct_multi_body
 
 F = OPSF
 R = RECF
