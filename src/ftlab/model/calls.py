@@ -237,14 +237,14 @@ def __ftrace_ops_list_func(k: Kernel, ctx: CallContext) -> None:
 
 
 def call_direct_funcs(k: Kernel, ops: ftrace_ops, ctx: CallContext) -> None:
-    """call_direct_funcs() (ftrace.c), all policies: orig_ax = direct_functions[ip], if any.
+    """call_direct_funcs() (ftrace.c): the func of every direct ops, as the kernel version has it
+    (``k.policy.call_direct_funcs``: the trampoline of the ip, or the ops' direct_call)."""
+    k.policy.call_direct_funcs(k, ops, ctx)
 
-    arch_ftrace_set_direct_caller() (x86 asm/ftrace.h) writes regs->orig_ax; without full regs
-    that is a NULL pointer dereference (unreachable: direct ops carry SAVE_REGS).
-    """
-    addr = ftrace_find_rec_direct(k, ctx.ip)
-    if not addr:
-        return
+
+def arch_ftrace_set_direct_caller(k: Kernel, ctx: CallContext, addr: Addr) -> None:
+    """arch_ftrace_set_direct_caller() (x86 asm/ftrace.h): regs->orig_ax = addr; without full regs
+    that is a NULL pointer dereference (unreachable: direct ops carry SAVE_REGS)."""
     if not ctx.has_regs:
         k.log("BUG", "call_direct_funcs", "kernel NULL pointer dereference (regs is NULL)")
         raise KernelOops("call_direct_funcs called without pt_regs")

@@ -14,7 +14,7 @@ canonical forms stay small.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -196,10 +196,14 @@ class Kernel:
         (:mod:`ftlab.model.naming`): in ops, in the code addresses of direct_functions (through
         the call table's renamers), and in the owners of allocated trampolines.
         """
+        addr_nm: Callable[[Addr], Addr] | None = None
         if nm is None:
             direct = tuple(sorted(self.direct_functions.items(), key=lambda kv: kv[0]))
             tramps = tuple(sorted(self.trampolines.items()))
         else:
+            def addr_nm(a: Addr) -> Addr:
+                return self.calls.rename_addr(a, nm)  # type: ignore[no-any-return]
+
             direct = tuple(sorted(((ip, self.calls.rename_addr(a, nm)) for ip, a in self.direct_functions.items()),
                                   key=lambda kv: kv[0]))
             owners = {op.name: op.key_name(nm) for op in self.ftrace_ops_list}
@@ -207,7 +211,7 @@ class Kernel:
         return (
             self.policy.name, self.arch.name,
             tuple(sorted(self.recs.items())),
-            tuple(op.key(nm) for op in self.ftrace_ops_list),
+            tuple(op.key(nm, addr_nm) for op in self.ftrace_ops_list),
             direct,
             tuple(sorted(self.locks.items())),
             self.ftrace_enabled, self.ftrace_disabled, self.ftrace_start_up,

@@ -36,6 +36,7 @@ class ftrace_ops:
 
     __slots__ = ("name", "func", "flags", "private", "ops_func", "trampoline", "trampoline_size",
                  "saved_func", "local_hash", "func_hash", "old_hash", "core_data", "owner", "name_template",
+                 "direct_call",
                  "__weakref__")
 
     def __init__(self, name: str, func: Addr | None = None, flags: int = 0, *, private: Any = None,
@@ -53,6 +54,8 @@ class ftrace_ops:
         self.ops_func = ops_func
         self.trampoline: Addr = trampoline
         self.trampoline_size = 0
+        #: ops->direct_call (6.4+: the trampoline call_direct_funcs jumps to; 0 before)
+        self.direct_call: Addr = 0
         self.saved_func: Addr | None = None
         self.local_hash = ftrace_ops_hash(f"regex_lock[{name}]")
         # Before ftrace_ops_init() the kernel's func_hash is NULL; the model points it at
@@ -83,6 +86,7 @@ class ftrace_ops:
         new.trampoline, new.trampoline_size = self.trampoline, self.trampoline_size
         new.saved_func, new.core_data = self.saved_func, self.core_data
         new.owner, new.name_template = self.owner, self.name_template
+        new.direct_call = self.direct_call
         new.private = deepcopy(self.private, memo)
         new.ops_func = deepcopy(self.ops_func, memo)
         new.local_hash = deepcopy(self.local_hash, memo)
@@ -97,12 +101,13 @@ class ftrace_ops:
         assert self.name_template is not None
         return self.name_template.format(nm(self.owner))
 
-    def key(self, nm: Rename | None = None) -> tuple[Any, ...]:
+    def key(self, nm: Rename | None = None, rename_addr: Callable[[Addr], Addr] | None = None) -> tuple[Any, ...]:
         """Hashable value of this ops (canonical state forms), including the state of the object
         ``private`` points at (a BPF trampoline, a klp_ops): a registered ops can outlive that
         object's place in its subsystem's tables (a trampoline put while ftrace is dead and its
         fops stays registered), and what it still does through it must tell states apart.
-        ``nm``: the renaming of client names (:mod:`ftlab.model.naming`)."""
+        ``nm``: the renaming of client names (:mod:`ftlab.model.naming`), and ``rename_addr`` how it
+        spells a code address (the kernel's call table knows their forms)."""
         p = self.private
         if p is None:
             pk: Any = None
@@ -112,8 +117,9 @@ class ftrace_ops:
             pk = p.key(nm)
         else:
             pk = repr(p)
+        direct_call = self.direct_call if rename_addr is None else rename_addr(self.direct_call)
         return (self.key_name(nm), self.flags, self.func, self.trampoline, self.hash.key(),
-                self.ops_func is not None, pk)
+                self.ops_func is not None, pk, direct_call)
 
 
 __all__ = ["ftrace_ops", "Addr", "OpsFunc", "EMPTY_HASH"]

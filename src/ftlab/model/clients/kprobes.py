@@ -148,10 +148,14 @@ def arm_kprobe_ftrace(k: Kernel, p: kprobe) -> int:
 def __disarm_kprobe_ftrace(k: Kernel, p: kprobe, ops: ftrace_ops, cnt: str) -> int:
     """__disarm_kprobe_ftrace() (kernel/kprobes.c), all policies.
 
-    Unregister for the last probe; remove the address.
+    Unregister for the last probe; remove the address. Where the version has e113f0b46d19
+    (``k.policy.kprobe_disarm_when_killed``), nothing is done once ftrace is killed
+    (kprobe_ftrace_disabled): the disarm is taken as done.
     """
     st = kprobe_state(k)
     lockdep_assert_held(k, "kprobe_mutex")
+    if k.policy.kprobe_disarm_when_killed and kprobe_ftrace_disabled(k):
+        return 0
     if getattr(st, cnt) == 1:
         ret = unregister_ftrace_function(k, ops)
         if ret < 0:
@@ -365,14 +369,24 @@ def unregister_kprobe(k: Kernel, label: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # arch/x86/kernel/kprobes/ftrace.c
 # ---------------------------------------------------------------------------------------------
+def kprobe_ftrace_disabled(k: Kernel) -> bool:
+    """kprobe_ftrace_disabled (kernel/kprobes.c, 6.10+): set by kprobe_ftrace_kill(), which
+    ftrace_kill() calls, so it is set exactly when ftrace is dead (``k.ftrace_disabled``)."""
+    return k.ftrace_disabled
+
+
 def kprobe_ftrace_handler(k: Kernel, ops: ftrace_ops, ctx: CallContext) -> None:
     """kprobe_ftrace_handler() (arch/x86/kernel/kprobes/ftrace.c), all policies.
 
     Pre, emulated single step, post.
 
     regs->ip is ip+1 for the pre_handler (as after an int3), addr+MCOUNT_INSN_SIZE for the
-    post_handler, and restored afterwards (the model's pre_handlers return 0).
+    post_handler, and restored afterwards (the model's pre_handlers return 0). Where the version
+    has kprobe_ftrace_kill (``k.policy.kprobe_ftrace_kill``, 6.10+), the handler returns at once
+    once ftrace is killed.
     """
+    if k.policy.kprobe_ftrace_kill and kprobe_ftrace_disabled(k):
+        return
     p = kprobe_state(k).table.get(ctx.ip)
     if p is None or p.disabled:
         return

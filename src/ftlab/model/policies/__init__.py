@@ -44,7 +44,8 @@ from . import registry
 from .registry import DEFAULT_POLICY, PolicyInfo
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..bpf_trampoline import bpf_tramp_image, bpf_trampoline
+    from ..bpf_trampoline import bpf_trampoline
+    from ..calls import CallContext
     from ..hash import ftrace_hash
     from ..kernel import Kernel
     from ..ops import Addr, ftrace_ops
@@ -119,8 +120,11 @@ class Policy:
     modify_direct: DirectFn
     #: modify_ftrace_direct_multi_nolock (seed v2 2/5 .. 6.3); modify_ftrace_direct_nolock (6.4+)
     modify_direct_nolock: DirectFn
-    #: __modify_ftrace_direct_multi (seed v2, 6.0 .. 6.3): the body the two above run, direct_mutex held
+    #: __modify_ftrace_direct_multi (seed v2, 6.0 .. 6.3); __modify_ftrace_direct (6.4+): the body the
+    #: two above run, direct_mutex held
     modify_direct_body: DirectFn
+    #: call_direct_funcs: the func of every direct ops (the trampoline by ip until 6.3, ops->direct_call from 6.4)
+    call_direct_funcs: Callable[[Kernel, ftrace_ops, CallContext], None]
 
     # -- kernel/bpf/trampoline.c, include/linux/bpf.h ----------------------------------------
     #: BPF_TRAMP_F_* of the version's bpf.h
@@ -132,10 +136,16 @@ class Policy:
     register_fentry: Callable[[Kernel, bpf_trampoline, Addr], int]
     modify_fentry: Callable[[Kernel, bpf_trampoline, Addr, Addr, bool], int]
     unregister_fentry: Callable[[Kernel, bpf_trampoline, Addr], int]
-    bpf_tramp_image_alloc: Callable[[Kernel, bpf_trampoline], bpf_tramp_image]
     bpf_trampoline_update: Callable[[Kernel, bpf_trampoline, bool], int]
     #: tr->fops' ops_func (seed v2, 6.0+)
     bpf_tramp_ftrace_ops_func: OpsFuncFn
+
+    # -- kernel/kprobes.c, arch/x86/kernel/kprobes/ftrace.c --------------------------------------
+    #: ftrace_kill() calls kprobe_ftrace_kill(): kprobe_ftrace_handler returns at once afterwards
+    #: (1a7d0890dd4a "kprobe/ftrace: bail out if ftrace was killed", v6.10)
+    kprobe_ftrace_kill: bool = False
+    #: __disarm_kprobe_ftrace returns 0 at once once ftrace is killed (e113f0b46d19)
+    kprobe_disarm_when_killed: bool = False
 
     changes: tuple[str, ...] = ()
     mutations: tuple[str, ...] = ()
@@ -167,11 +177,13 @@ class Policy:
         return fn
 
 
-#: The names of the table's function slots (what an overlay may replace).
+#: The table's data (what an overlay may also replace, but no function).
+_DATA: frozenset[str] = frozenset({"ftrace_ops_cmd", "MULTI_FLAGS", "has_share_ipmodify_flag", "BPF_TRAMP_F",
+                                   "kprobe_ftrace_kill", "kprobe_disarm_when_killed"})
+#: The names of the table's function slots.
 _SLOTS: frozenset[str] = frozenset(
     f.name for f in dataclasses.fields(Policy)
-    if f.name not in ("name", "kernel", "description", "ftrace_ops_cmd", "MULTI_FLAGS",
-                      "has_share_ipmodify_flag", "BPF_TRAMP_F", "changes", "mutations"))
+    if f.name not in _DATA | {"name", "kernel", "description", "changes", "mutations"})
 
 
 def slot_names() -> frozenset[str]:
@@ -189,13 +201,14 @@ class Overlay:
     """
 
     name: str
-    replaces: Mapping[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = field(default_factory=dict)
+    replaces: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
 
     @classmethod
-    def functions(cls, name: str, **fns: Callable[..., Any]) -> Overlay:
-        """An overlay that puts each of ``fns`` in the slot of its keyword, whatever was there."""
-        def constant(fn: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-            def derive(_base: Callable[..., Any]) -> Callable[..., Any]:
+    def functions(cls, name: str, **fns: Any) -> Overlay:
+        """An overlay that puts each of ``fns`` in the slot of its keyword, whatever was there
+        (a function, or a value for the table's data)."""
+        def constant(fn: Any) -> Callable[[Any], Any]:
+            def derive(_base: Any) -> Any:
                 return fn
             return derive
 
@@ -208,7 +221,7 @@ def compose(base: Policy, overlays: Iterable[Overlay], *, mutation: bool = False
     for ov in overlays:
         new: dict[str, Any] = {}
         for slot, derive in ov.replaces.items():
-            if slot not in _SLOTS:
+            if slot not in _SLOTS | _DATA:
                 raise ModelError(f"overlay {ov.name} replaces {slot!r}, which is not a policy slot")
             new[slot] = derive(new.get(slot, getattr(table, slot)))
         if mutation:

@@ -13,10 +13,11 @@ from collections.abc import Callable
 
 from .. import bpf_trampoline as bt
 from .. import direct
+from ..calls import CallContext, arch_ftrace_set_direct_caller
 from ..direct import CALL_DIRECT_FUNCS, check_direct_multi, ftrace_add_rec_direct, remove_direct_functions_hash
 from ..errno import Errno
 from ..flags import OPSF
-from ..ftrace import FTRACE_REGS_ADDR, ftrace_ops_init, ftrace_shutdown, ftrace_startup
+from ..ftrace import FTRACE_REGS_ADDR, ftrace_find_rec_direct, ftrace_ops_init, ftrace_shutdown, ftrace_startup
 from ..hash import ftrace_hash_empty
 from ..kernel import Kernel
 from ..locks import mutex_lock, mutex_unlock
@@ -90,6 +91,14 @@ def register_direct_multi_body(k: Kernel, ops: ftrace_ops, addr: Addr, *,
         remove_direct_functions_hash(k, hash, addr)
     mutex_unlock(k, "direct_mutex")
     return err
+
+
+def call_direct_funcs(k: Kernel, ops: ftrace_ops, ctx: CallContext) -> None:
+    """call_direct_funcs() (ftrace.c, 5.5 .. 6.3): orig_ax = direct_functions[ip], if any (the trampoline
+    registered for the traced ip, whichever direct ops registered it)."""
+    addr = ftrace_find_rec_direct(k, ctx.ip)
+    if addr:
+        arch_ftrace_set_direct_caller(k, ctx, addr)
 
 
 def unregister_ftrace_direct_multi(k: Kernel, ops: ftrace_ops, addr: Addr) -> int:

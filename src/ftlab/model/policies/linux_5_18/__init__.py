@@ -52,6 +52,7 @@ BASE = Policy(
     unregister_direct=shared.unregister_ftrace_direct_multi,
     modify_direct=modify_ftrace_direct_multi,
     modify_direct_nolock=absent("modify_ftrace_direct_multi_nolock"),
+    call_direct_funcs=shared.call_direct_funcs,
     modify_direct_body=absent("__modify_ftrace_direct_multi"),
     BPF_TRAMP_F=BPF_TRAMP_F,
     bpf_trampoline_lookup_fops=bpf_trampoline_lookup_fops,
@@ -59,7 +60,6 @@ BASE = Policy(
     register_fentry=register_fentry,
     modify_fentry=modify_fentry,
     unregister_fentry=unregister_fentry,
-    bpf_tramp_image_alloc=shared.bpf_tramp_image_alloc,
     bpf_trampoline_update=bpf_trampoline_update,
     bpf_tramp_ftrace_ops_func=absent("bpf_tramp_ftrace_ops_func"),
 )

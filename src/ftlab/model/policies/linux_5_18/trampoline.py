@@ -20,6 +20,7 @@ from ...errno import Errno
 from ...ftrace import ftrace_location
 from ...kernel import Kernel
 from ...ops import Addr
+from ..shared import bpf_tramp_image_alloc
 from .ftrace import modify_ftrace_direct, register_ftrace_direct, unregister_ftrace_direct
 
 
@@ -88,7 +89,7 @@ def bpf_trampoline_update(k: Kernel, tr: bt.bpf_trampoline, lock_direct_mutex: b
         tr.selector = 0
         return err
 
-    im = k.policy.bpf_tramp_image_alloc(k, tr)
+    im = bpf_tramp_image_alloc(k, tr)
     flags = bt.prog_flags(BPF_TRAMP_F, tlinks, ip_arg)
     err, im = bt.arch_prepare_bpf_trampoline(k, im, flags, tlinks, tr)
     if err < 0:

@@ -131,7 +131,7 @@ def bpf_trampoline_update(k: Kernel, tr: bt.bpf_trampoline, lock_direct_mutex: b
             tr.flags = orig_flags
         return err
 
-    im = k.policy.bpf_tramp_image_alloc(k, tr)
+    im = bpf_tramp_image_alloc(k, tr)
     tr.flags &= BPF_TRAMP_F.SHARE_IPMODIFY | BPF_TRAMP_F.TAIL_CALL_CTX
     tr.flags |= bt.prog_flags(BPF_TRAMP_F, tlinks, ip_arg)
 

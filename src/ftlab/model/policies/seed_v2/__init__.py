@@ -47,6 +47,7 @@ BASE = Policy(
     unregister_direct=shared.unregister_ftrace_direct_multi,
     modify_direct=shared.modify_ftrace_direct_multi,
     modify_direct_nolock=shared.modify_ftrace_direct_multi_nolock,
+    call_direct_funcs=shared.call_direct_funcs,
     modify_direct_body=__modify_ftrace_direct_multi,
     BPF_TRAMP_F=BPF_TRAMP_F,
     bpf_trampoline_lookup_fops=shared.bpf_trampoline_lookup_fops,
@@ -54,7 +55,6 @@ BASE = Policy(
     register_fentry=register_fentry,
     modify_fentry=shared.modify_fentry,
     unregister_fentry=shared.unregister_fentry,
-    bpf_tramp_image_alloc=shared.bpf_tramp_image_alloc,
     bpf_trampoline_update=bpf_trampoline_update,
     bpf_tramp_ftrace_ops_func=bpf_tramp_ftrace_ops_func,
 )

@@ -36,6 +36,7 @@ from ...ftrace import ftrace_location, ftrace_set_filter_ip
 from ...kernel import Kernel
 from ...locks import mutex_trylock, mutex_unlock
 from ...ops import Addr, ftrace_ops
+from ..shared import bpf_tramp_image_alloc
 
 F = OPSF
 
@@ -103,7 +104,7 @@ def bpf_trampoline_update(k: Kernel, tr: bt.bpf_trampoline, lock_direct_mutex: b
         tr.selector = 0
         return err
 
-    im = k.policy.bpf_tramp_image_alloc(k, tr)
+    im = bpf_tramp_image_alloc(k, tr)
     flags = bt.prog_flags(BPF_TRAMP_F, tlinks, ip_arg)
 
     while True:  # again:
