@@ -262,9 +262,9 @@ def test_compare_exits_1_when_policies_differ(tmp_path: Path) -> None:
     proc = ftlab("compare", write(tmp_path, "differs.yaml", DIFFERS))
     assert (proc.returncode, proc.stderr) == (1, "")
     lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["#", "step", "linux-5.18", "seed-v2", "linux-6.1"]
+    assert lines[0].split() == ["#", "step", "linux-5.18", "seed-v2", "linux-6.1", "linux-6.12"]
     assert lines[1].split()[:2] == ["1", "livepatch"] and not lines[1].startswith("*")
-    assert lines[2].startswith("*") and lines[2].split()[-3:] == ["EBUSY", "EAGAIN", "EBUSY"]
+    assert lines[2].startswith("*") and lines[2].split()[-4:] == ["EBUSY", "EAGAIN", "EBUSY", "EBUSY"]
     assert lines[-1] == "* marks steps where the policies differ"
 
 
@@ -273,7 +273,7 @@ def test_compare_exits_0_when_policies_agree(tmp_path: Path) -> None:
     assert (proc.returncode, proc.stderr) == (0, "")
     doc = json.loads(proc.stdout)
     validate(doc)
-    assert doc["agree"] is True and doc["policies"] == ["linux-5.18", "seed-v2", "linux-6.1"]
+    assert doc["agree"] is True and doc["policies"] == ["linux-5.18", "seed-v2", "linux-6.1", "linux-6.12"]
     assert [s["differs"] for s in doc["steps"]] == [False, False]
     assert {c["body"] for c in doc["steps"][1]["cells"].values()} == {"p1"}
 

@@ -17,7 +17,7 @@ from ftlab.model.errno import Errno
 from ftlab.model.kernel import Kernel
 from ftlab.model.policies import get_policy, linux_5_18, policy_names
 
-POLICIES = ["linux-5.18", "seed-v2", "linux-6.1"]
+POLICIES = ["linux-5.18", "seed-v2", "linux-6.1", "linux-6.12"]
 
 
 class Owner:
@@ -58,12 +58,16 @@ def register_direct_retrying(k, ops, addr):
 
 
 # (policy) -> expected results of (first, second)
-LIVE_PATCH_THEN_SHARING_DIRECT = {"linux-5.18": (0, -Errno.EBUSY), "seed-v2": (0, 0), "linux-6.1": (0, 0)}
-SHARING_DIRECT_THEN_LIVE_PATCH = {"linux-5.18": (0, -Errno.EBUSY), "seed-v2": (0, 0), "linux-6.1": (0, 0)}
+LIVE_PATCH_THEN_SHARING_DIRECT = {"linux-5.18": (0, -Errno.EBUSY), "seed-v2": (0, 0), "linux-6.1": (0, 0),
+                               "linux-6.12": (0, 0)}
+SHARING_DIRECT_THEN_LIVE_PATCH = {"linux-5.18": (0, -Errno.EBUSY), "seed-v2": (0, 0), "linux-6.1": (0, 0),
+                               "linux-6.12": (0, 0)}
 LIVE_PATCH_THEN_PLAIN_DIRECT = {"linux-5.18": (0, -Errno.EBUSY), "seed-v2": (0, -Errno.EAGAIN),
-                                "linux-6.1": (0, -Errno.EBUSY)}
+                                "linux-6.1": (0, -Errno.EBUSY),
+                               "linux-6.12": (0, -Errno.EBUSY)}
 PLAIN_DIRECT_THEN_LIVE_PATCH = {"linux-5.18": (0, -Errno.EBUSY), "seed-v2": (0, -Errno.EBUSY),
-                                "linux-6.1": (0, -Errno.EBUSY)}
+                                "linux-6.1": (0, -Errno.EBUSY),
+                               "linux-6.12": (0, -Errno.EBUSY)}
 
 
 def test_policy_registry_lists_the_three_policies():
@@ -88,7 +92,7 @@ def test_sharing_direct_then_live_patch(policy):
     second = ftrace.register_ftrace_function(k, ipmodify_ops(k, "klp", "fa"))
     assert (first, second) == SHARING_DIRECT_THEN_LIVE_PATCH[policy]
     # seed: ENABLE (0); 6.1: PEER (1); 5.18: never asked
-    assert owner.calls == {"linux-5.18": [], "seed-v2": [0], "linux-6.1": [1]}[policy]
+    assert owner.calls == {"linux-5.18": [], "seed-v2": [0], "linux-6.1": [1], "linux-6.12": [1]}[policy]
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -257,5 +261,5 @@ steps:
     c = compare(scenario, lines)
     assert c.policies == POLICIES and not c.agree
     assert {p: c.rows[1]["cells"][p]["result"] for p in POLICIES} == {
-        "linux-5.18": "EBUSY", "seed-v2": "ok", "linux-6.1": "ok"}  # facts §5 vs §2/§4
+        "linux-5.18": "EBUSY", "seed-v2": "ok", "linux-6.1": "ok", "linux-6.12": "ok"}  # facts §5 vs §2/§4
     assert c.rows[2]["cells"]["linux-6.1"]["programs"] == ["fx"] and not c.rows[0]["differs"]

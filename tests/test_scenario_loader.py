@@ -56,7 +56,7 @@ def test_kernel_policy_block_style() -> None:
           - call: cmdline_proc_show
         """)
     assert line == 4
-    assert what == "kernel.policy: Input should be 'linux-5.18', 'seed-v2', 'linux-6.1' or 'linux-6.1.159' (got 'linux-9.9')"
+    assert what == "kernel.policy: Input should be 'linux-5.18', 'seed-v2', 'linux-6.1', 'linux-6.1.159', 'linux-6.12' or 'linux-6.12.58' (got 'linux-9.9')"
 
 
 def test_kernel_arch_inside_a_flow_mapping_spanning_lines() -> None:

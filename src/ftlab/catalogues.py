@@ -4,7 +4,8 @@ The model (:class:`ftlab.model.catalogue.Catalogue`) takes names; this shell rea
 
 * :func:`embedded` -- the embedded default, Debian 12's linux-image-6.1.0-56-amd64 (6.1.192-2)
   ``available_filter_functions``, vmlinux records only (38,252 records), parsed once per process
-  (a catalogue is an immutable value, so sharing the parsed one changes nothing);
+  (a catalogue is an immutable value, so sharing the parsed one changes nothing); with a
+  policy's name, that policy's own (``linux-6.12``: Debian's 6.12.95+deb12-amd64, 42,693 records);
 * :func:`oracle_guest` -- the embedded one plus the records of the modules the oracle guest's
   initramfs loads (virtio, 9p), in that guest's order;
 * :func:`from_file` -- another kernel's file, plain or gzip-compressed.
@@ -22,6 +23,7 @@ from importlib import resources
 
 from .errors import InputError
 from .model.catalogue import Catalogue
+from .model.policies.registry import policy_info
 
 #: The embedded default: Debian 12's linux-image-6.1.0-56-amd64 (6.1.192-2), vmlinux records only.
 EMBEDDED_NAME = "debian-6.1.0-56-amd64"
@@ -58,33 +60,52 @@ def from_file(path: str | os.PathLike[str]) -> Catalogue:
     return Catalogue.from_text(text, p)
 
 
-def parse_embedded() -> Catalogue:
-    """A freshly parsed copy of the embedded catalogue (:func:`embedded` parses it once)."""
-    return Catalogue(gzip.decompress(_data(_EMBEDDED_FILE)).decode("utf-8").split(), EMBEDDED_NAME)
+def parse_embedded(name: str = EMBEDDED_NAME) -> Catalogue:
+    """A freshly parsed copy of the embedded catalogue ``name`` (:func:`embedded` parses it once)."""
+    return Catalogue(gzip.decompress(_data(f"{name}.available_filter_functions.gz")).decode("utf-8").split(), name)
 
 
-@functools.lru_cache(maxsize=1)
-def embedded() -> Catalogue:
-    """The embedded default catalogue (38,252 records of Debian's 6.1.0-56-amd64), parsed once."""
-    return parse_embedded()
+def _info(policy: str | None) -> tuple[str, str]:
+    """The embedded catalogue and guest module records of ``policy`` (the 6.1 ones for None)."""
+    if policy is None:
+        return EMBEDDED_NAME, _GUEST_MODULES_FILE.removesuffix(".available_filter_functions.gz")
+    info = policy_info(policy)
+    return info.catalogue, info.guest_modules
 
 
-@functools.lru_cache(maxsize=1)
-def oracle_guest() -> Catalogue:
-    """The embedded catalogue followed by the oracle guest's module records (``name [module]``,
-    in the guest's order): what available_filter_functions lists in that guest, but for the
-    modules a scenario loads itself (live patches, kprobe and direct-call modules), whose own
-    records only a filter on every function would meet."""
-    emb = embedded()
-    mods = Catalogue.from_text(gzip.decompress(_data(_GUEST_MODULES_FILE)).decode(), _GUEST_MODULES_FILE)
+@functools.cache
+def _embedded(name: str) -> Catalogue:
+    return parse_embedded(name)
+
+
+def embedded(policy: str | None = None) -> Catalogue:
+    """The embedded catalogue (of ``policy``: its kernel's; default: Debian's 6.1.0-56-amd64, 38,252
+    records), parsed once."""
+    return _embedded(_info(policy)[0])
+
+
+@functools.cache
+def _oracle_guest(name: str, modules: str) -> Catalogue:
+    emb = _embedded(name)
+    file = f"{modules}.available_filter_functions.gz"
+    mods = Catalogue.from_text(gzip.decompress(_data(file)).decode(), file)
     assert mods.modules is not None
     return Catalogue(emb.names + mods.names, ORACLE_GUEST_NAME, (None,) * len(emb.names) + mods.modules)
 
 
-def named(spec: str) -> Catalogue:
-    """The catalogue a scenario or the CLI names: ``embedded``, ``oracle-guest``, or a file path."""
+def oracle_guest(policy: str | None = None) -> Catalogue:
+    """The embedded catalogue followed by the oracle guest's module records (``name [module]``,
+    in the guest's order): what available_filter_functions lists in that guest, but for the
+    modules a scenario loads itself (live patches, kprobe and direct-call modules), whose own
+    records only a filter on every function would meet. ``policy``: that kernel's guest."""
+    return _oracle_guest(*_info(policy))
+
+
+def named(spec: str, policy: str | None = None) -> Catalogue:
+    """The catalogue a scenario or the CLI names: ``embedded``, ``oracle-guest`` (``policy``'s
+    kernel's), or a file path."""
     if spec == "embedded":
-        return embedded()
+        return embedded(policy)
     if spec == ORACLE_GUEST_NAME:
-        return oracle_guest()
+        return oracle_guest(policy)
     return from_file(spec)

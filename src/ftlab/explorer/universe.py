@@ -146,7 +146,7 @@ class FtraceModel:
         self.policy = policy or spec.policy
         self.mutations = frozenset(mutations)
         if spec.catalogue == "embedded":
-            self.cat = catalogues.embedded()
+            self.cat = catalogues.embedded(self.policy)
             for f in spec.functions:
                 if not self.cat.indices(f):
                     raise InputError(f"unknown function {f!r} (not in catalogue {self.cat.source})", "functions")

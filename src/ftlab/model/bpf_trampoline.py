@@ -210,6 +210,8 @@ class bpf_tramp_image:
     flags: int = 0
     progs: tuple[tuple[BpfProgram, ...], ...] = ((), (), ())
     orig_call: Addr = 0
+    #: im->size: one page before 6.8; the JIT's size of the image from then on (bpf_prog_pack)
+    size: int = BPF_IMAGE_SIZE
 
     def key_tuple(self, nm: Rename | None = None) -> tuple[Any, ...]:
         return (self.addr, int(self.flags), tuple(tuple(p.spelled(nm) for p in ps) for ps in self.progs),
@@ -425,7 +427,7 @@ def arch_prepare_bpf_trampoline(k: Kernel, im: bpf_tramp_image, flags: int,
         return -Errno.ENOTSUPP, im
     orig_call: Addr = tr.func_name
     return 0, bpf_tramp_image(addr=im.addr, key=im.key, ip=im.ip, flags=k.policy.BPF_TRAMP_F(flags),
-                              progs=tlinks, orig_call=orig_call)
+                              progs=tlinks, orig_call=orig_call, size=im.size)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -82,10 +82,8 @@ def build_kernel(spec: KernelSpec, source: str, lines: dict[Path_, int], policy:
             cat = Catalogue.synthetic(cat_spec)
         except InputError as e:
             raise InputError(e.message, where) from None
-    elif cat_spec == "embedded":
-        cat = catalogues.embedded()
-    elif cat_spec == "oracle-guest":
-        cat = catalogues.oracle_guest()
+    elif cat_spec in ("embedded", "oracle-guest"):
+        cat = catalogues.named(cat_spec, policy or spec.policy)
     else:
         try:
             cat = catalogues.from_file(cat_spec)

@@ -281,6 +281,11 @@ def get_policy(name: str | None = None, mutations: Iterable[str] = ()) -> Policy
     p = _built.get(key)
     if p is not None:
         return p
+    if muts:  # a mutation is an overlay on the policy itself (the same functions, one rebound)
+        from . import mutations as mutation_overlays
+        p = compose(get_policy(name), [mutation_overlays.overlay(m) for m in muts], mutation=True)
+        _built[key] = p
+        return p
     package = importlib.import_module(f"{__name__}.{info.package}")
     base: Policy = dataclasses.replace(package.BASE, name=name, kernel=info.kernel, description=info.description)
     named: dict[str, Any] = {s: _Absent(f.function, name) for s in _SLOTS if isinstance(f := getattr(base, s), _Absent)}
@@ -290,9 +295,6 @@ def get_policy(name: str | None = None, mutations: Iterable[str] = ()) -> Policy
     if missing:  # pragma: no cover - a development error
         raise TypeError(f"package {info.package} does not implement change(s) {', '.join(missing)}")
     p = compose(base, [overlays[c] for c in info.changes])
-    if muts:
-        from . import mutations as mutation_overlays
-        p = compose(p, [mutation_overlays.overlay(m) for m in muts], mutation=True)
     _built[key] = p
     return p
 

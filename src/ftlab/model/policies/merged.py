@@ -30,7 +30,13 @@ from ...errors import KernelOops
 from .. import bpf_trampoline as bt
 from ..errno import Errno
 from ..flags import OPSF, RECF
-from ..ftrace import FTRACE_WARN_ON, ftrace_hash_ipmodify_rollback, ftrace_shutdown, ops_references_ip
+from ..ftrace import (
+    FTRACE_WARN_ON,
+    ftrace_free_filter,
+    ftrace_hash_ipmodify_rollback,
+    ftrace_shutdown,
+    ops_references_ip,
+)
 from ..hash import ftrace_hash
 from ..kernel import Kernel
 from ..locks import cross_call, mutex_lock, mutex_trylock, mutex_unlock
@@ -193,6 +199,17 @@ def msleep(k: Kernel, msecs: int) -> None:
     It stays a named call so that the 6.1 trylock failure path reads like the kernel's and a
     test (or an interleaving scheduler) can observe it.
     """
+
+
+def bpf_trampoline_put_fops(k: Kernel, tr: bt.bpf_trampoline) -> None:
+    """bpf_trampoline_put() (trampoline.c, 6.0+; the same in 6.1 and 6.12): ``ftrace_free_filter(tr->fops)`` then kfree.
+
+    If the fops is still ENABLED (its unregistration failed, e.g. ftrace was killed), the kernel
+    frees the hashes of a live ops without a word (ftrace_free_filter checks nothing, in 6.1 as in 6.12) and
+    the freed fops stays on ftrace_ops_list: a use after free the model keeps as a listed ops.
+    """
+    assert tr.fops is not None
+    ftrace_free_filter(k, tr.fops)
 
 
 def bpf_tramp_ftrace_ops_func(ops: ftrace_ops, cmd: int) -> int:

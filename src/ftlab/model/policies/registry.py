@@ -49,6 +49,10 @@ class PolicyInfo:
     variant: bool = False
     #: the kernel series whose Debian builds this policy models, as the oracle names it (``6.1``)
     kernel_series: str | None = None
+    #: its embedded catalogue (``ftlab.data/<name>.available_filter_functions.gz``) and the oracle
+    #: guest's module records (``<name>.available_filter_functions.gz``)
+    catalogue: str = "debian-6.1.0-56-amd64"
+    guest_modules: str = "oracle-guest-modules"
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,40 @@ FIX_MODIFY_SELF = Change(
     "(__ftrace_hash_update_ipmodify with update_target over the whole filter), so a BPF "
     "trampoline that starts calling the original under a live patch rebuilds with ORIG_STACK")
 
-CHANGES: dict[str, Change] = {c.id: c for c in (FIX_MODIFY_SELF,)}
+#: d05cb470663a: direct_functions replaced by a copy on registration (every 6.12; its failure path
+#: left the new entries behind until 56b3c85e153b).
+DIRECT_HASH_COPY = Change(
+    "d05cb470663a", "ftrace: Fix modification of direct_function hash while in use",
+    ("register_ftrace_direct",), ("v6.7 (6.6.10)",),
+    "register_ftrace_direct builds a new direct_functions hash from the old entries and the ops' "
+    "new ones; a failed registration leaves the new entries in it, so a retry on those ips is -EBUSY "
+    "(live patch, then fexit: the attach fails)")
+
+#: 56b3c85e153b: the fops reset moves from the BPF retry to register_ftrace_direct's failure path.
+FIX_FEXIT_LIVEPATCH = Change(
+    "56b3c85e153b", "ftrace: Fix BPF fexit with livepatch",
+    ("register_ftrace_direct", "reset_direct", "unregister_ftrace_direct", "bpf_trampoline_update"),
+    ("6.12.59",),
+    "a failed register_ftrace_direct runs reset_direct (entries removed, func and trampoline cleared); "
+    "bpf_trampoline_update's -EAGAIN retry no longer clears tr->fops' func and trampoline, so a "
+    "retry from the modify path (3e9a18e1c3e9's SELF) leaves a working registered fops")
+
+#: fea3f5e83c5c: register_fentry returns ftrace_set_filter_ip's error.
+REGISTER_FENTRY_ERRORS = Change(
+    "fea3f5e83c5c", "bpf: Handle return value of ftrace_set_filter_ip in register_fentry",
+    ("register_fentry",), ("6.12.63",),
+    "an error of ftrace_set_filter_ip (-ENODEV once ftrace is dead, -EINVAL, -ENOMEM) is the attach's "
+    "answer instead of being ignored")
+
+#: e113f0b46d19: disarming a kprobe once ftrace is killed does nothing and succeeds.
+KPROBE_DISARM_KILLED = Change(
+    "e113f0b46d19", "kprobes: avoid crash when rmmod/insmod after ftrace killed",
+    ("__disarm_kprobe_ftrace",), ("6.12.78",),
+    "__disarm_kprobe_ftrace returns 0 at once when kprobe_ftrace_disabled is set (ftrace killed): "
+    "no unregister_ftrace_function, no 'Failed to unregister kprobe-ftrace' WARN")
+
+CHANGES: dict[str, Change] = {c.id: c for c in (FIX_MODIFY_SELF, DIRECT_HASH_COPY, FIX_FEXIT_LIVEPATCH,
+                                                REGISTER_FENTRY_ERRORS, KPROBE_DISARM_KILLED)}
 
 
 POLICIES: dict[str, PolicyInfo] = {p.name: p for p in (
@@ -83,12 +120,25 @@ POLICIES: dict[str, PolicyInfo] = {p.name: p for p in (
     PolicyInfo("linux-6.1", "linux_6_1", (FIX_MODIFY_SELF.id,),
                "Linux 6.1.192 (Debian 6.1.0-56), merged v5 design + stable backports",
                "merged design: ops_func SELF/PEER/DISABLE_PEER, no ftrace SHARE bit, update_target backport",
-               series=("6.0", "6.99"), kernel_series="6.1",
+               series=("6.0", "6.11"), kernel_series="6.1",
                validated=(("6.1.0-56-amd64", "6.1.192-2"), ("6.1.0-57-amd64", "6.1.192-3"))),
     PolicyInfo("linux-6.1.159", "linux_6_1", (),
                "Linux 6.1 before 6.1.160 (Debian 6.1 before 6.1.162-1): the 6.1 base without 3e9a18e1c3e9",
                "merged design as released in 6.0: the modify path does not ask SELF",
                variant=True),
+    PolicyInfo("linux-6.12", "linux_6_12",
+               (DIRECT_HASH_COPY.id, FIX_FEXIT_LIVEPATCH.id, FIX_MODIFY_SELF.id, REGISTER_FENTRY_ERRORS.id,
+                KPROBE_DISARM_KILLED.id),
+               "Linux 6.12.95 (Debian 6.12.95-1~bpo12+1, bookworm-backports)",
+               "the 6.4 direct API (ops->direct_call), reset_direct, the BPF retry without the fops reset, "
+               "kprobes inert once ftrace is killed",
+               series=("6.12", "6.99"), kernel_series="6.12",
+               validated=(("6.12.95+deb12-amd64", "6.12.95-1~bpo12+1"),),
+               catalogue="debian-6.12.95+deb12-amd64", guest_modules="oracle-guest-modules-6.12"),
+    PolicyInfo("linux-6.12.58", "linux_6_12", (DIRECT_HASH_COPY.id,),
+               "Linux 6.12 before 6.12.59: the 6.12 base with d05cb470663a but none of its fixes",
+               "copy-on-write direct hash whose failure path leaves entries: live patch, then fexit, fails",
+               variant=True, catalogue="debian-6.12.95+deb12-amd64", guest_modules="oracle-guest-modules-6.12"),
 )}
 
 #: The one default policy: what ``Kernel(cat)``, a scenario and a universe get when they name none.
@@ -99,16 +149,16 @@ SEED_POLICY = "seed-v2"
 
 OPS_FUNC_BLOCKING_LOCK = MutationInfo(
     "ops-func-blocking-lock", "BPF's ops_func takes tr->mutex with mutex_lock instead of mutex_trylock",
-    ("seed-v2", "linux-6.1", "linux-6.1.159"))
+    ("seed-v2", "linux-6.1", "linux-6.1.159", "linux-6.12", "linux-6.12.58"))
 NO_ORIG_STACK = MutationInfo(
     "no-orig-stack", "the BPF trampoline never calls the original through the stack (no BPF_TRAMP_F_ORIG_STACK)",
-    ("seed-v2", "linux-6.1", "linux-6.1.159"))
+    ("seed-v2", "linux-6.1", "linux-6.1.159", "linux-6.12", "linux-6.12.58"))
 SKIP_PREPARE = MutationInfo(
     "skip-prepare", "register_ftrace_function registers an IPMODIFY ops without asking DIRECT ops to share first",
-    ("seed-v2", "linux-6.1", "linux-6.1.159"))
+    ("seed-v2", "linux-6.1", "linux-6.1.159", "linux-6.12", "linux-6.12.58"))
 NO_ROLLBACK = MutationInfo(
     "no-rollback", "__ftrace_hash_update_ipmodify returns -EBUSY without undoing the records it changed",
-    ("linux-5.18", "seed-v2", "linux-6.1", "linux-6.1.159"))
+    ("linux-5.18", "seed-v2", "linux-6.1", "linux-6.1.159", "linux-6.12", "linux-6.12.58"))
 
 MUTATIONS: dict[str, MutationInfo] = {m.name: m for m in (OPS_FUNC_BLOCKING_LOCK, NO_ORIG_STACK, SKIP_PREPARE,
                                                           NO_ROLLBACK)}

@@ -29,7 +29,6 @@ from .trampoline import (  # noqa: F401
                       AGAIN_LIMIT,
                       BPF_TRAMP_F,
                       bpf_tramp_image_alloc,
-                      bpf_trampoline_put_fops,
                       bpf_trampoline_update,
                       register_fentry,
 )
@@ -51,7 +50,7 @@ BASE = Policy(
     modify_direct_body=__modify_ftrace_direct_multi,
     BPF_TRAMP_F=BPF_TRAMP_F,
     bpf_trampoline_lookup_fops=shared.bpf_trampoline_lookup_fops,
-    bpf_trampoline_put_fops=bpf_trampoline_put_fops,
+    bpf_trampoline_put_fops=merged.bpf_trampoline_put_fops,
     register_fentry=register_fentry,
     modify_fentry=shared.modify_fentry,
     unregister_fentry=shared.unregister_fentry,

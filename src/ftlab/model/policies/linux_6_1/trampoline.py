@@ -35,7 +35,7 @@ from ....errors import ModelError
 from ... import bpf_trampoline as bt
 from ... import direct
 from ...errno import Errno
-from ...ftrace import ftrace_free_filter, ftrace_location, ftrace_set_filter_ip
+from ...ftrace import ftrace_location, ftrace_set_filter_ip
 from ...kernel import Kernel
 from ...ops import Addr
 
@@ -57,17 +57,6 @@ class BPF_TRAMP_F(enum.IntFlag):
 #: would spin forever in the kernel; the model raises ModelError instead (unreachable through
 #: this tree's ftrace: SELF answers -EAGAIN only while ORIG_STACK is missing).
 AGAIN_LIMIT = 16
-
-
-def bpf_trampoline_put_fops(k: Kernel, tr: bt.bpf_trampoline) -> None:
-    """bpf_trampoline_put() (trampoline.c, 6.1): ``ftrace_free_filter(tr->fops)`` then kfree.
-
-    If the fops is still ENABLED (its unregistration failed, e.g. ftrace was killed), the kernel
-    frees the hashes of a live ops without a word (6.1's ftrace_free_filter checks nothing) and
-    the freed fops stays on ftrace_ops_list: a use after free the model keeps as a listed ops.
-    """
-    assert tr.fops is not None
-    ftrace_free_filter(k, tr.fops)
 
 
 def register_fentry(k: Kernel, tr: bt.bpf_trampoline, new_addr: Addr) -> int:
