@@ -278,6 +278,29 @@ def test_compare_exits_0_when_policies_agree(tmp_path: Path) -> None:
     assert {c["body"] for c in doc["steps"][1]["cells"].values()} == {"p1"}
 
 
+def test_compare_6_1_and_6_12_differ_on_live_patch_fentry_fexit() -> None:
+    """The bundled example: 6.1.192 kills ftrace at the first call, 6.12.95 runs fentry, the patched
+    body and fexit; the variants without 3e9a18e1c3e9 (6.1.159, 6.12.58) run both programs around
+    the original body (the trampoline does not call the patched one)."""
+    proc = ftlab("compare", "policy-6.1-vs-6.12", "--policies", "linux-6.1.159,linux-6.1,linux-6.12.58,linux-6.12",
+                 "--json")
+    assert (proc.returncode, proc.stderr) == (1, "")
+    doc = json.loads(proc.stdout)
+    validate(doc)
+    call = doc["steps"][3]
+    assert call["action"] == "call cmdline_proc_show" and call["differs"]
+    got = {p: (c["body"], c["programs"], c["warnings"], c["kills_ftrace"]) for p, c in call["cells"].items()}
+    assert got == {"linux-6.1.159": ("original", ["fe", "fx"], 0, False),
+                   "linux-6.1": ("original", [], 1, True),
+                   "linux-6.12.58": ("original", ["fe", "fx"], 0, False),
+                   "linux-6.12": ("p1", ["fe", "fx"], 0, False)}
+    assert [s["cells"]["linux-6.1"]["ftrace_dead"] for s in doc["steps"]] == [False] * 3 + [True] * 5
+    assert not any(s["cells"]["linux-6.1"]["kills_ftrace"] for s in doc["steps"][4:])
+    text = ftlab("compare", "policy-6.1-vs-6.12", "--policies", "linux-6.1,linux-6.12").stdout.splitlines()
+    assert text[4].startswith("*") and "body=original progs=- WARN, kills ftrace" in text[4]
+    assert text[4].rstrip().endswith("body=p1 progs=fe,fx")
+
+
 @pytest.mark.parametrize("policies", [",", "linux-9"])
 def test_compare_bad_policies_exit_2(policies: str) -> None:
     assert_one_line_error(ftlab("compare", "atomic-replace", "--policies", policies), "--policies")

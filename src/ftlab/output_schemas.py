@@ -20,6 +20,7 @@ Schemas are closed (``additionalProperties: false``): a new field needs a schema
                 "trace": null | TRACE,     # call steps
                 "view": null | str,        # show steps
                 "events": [str],           # kernel events of this step
+                "ftrace_dead": bool,       # ftrace is dead after the step
                 "expect_ok": bool,
                 "failures": [{"field": EXPECT_FIELD, "expected": any, "got": any}]}, ...]}
 
@@ -39,7 +40,9 @@ Schemas are closed (``additionalProperties: false``): a new field needs a schema
      "agree": bool,
      "steps": [{"index": int >= 1, "line": int >= 1, "action": str, "differs": bool,
                 "cells": {POLICY: null (not run: an earlier step oopsed) |
-                                  {"result": str} | {"result", "body", "programs", "retval"}}}]}
+                                  {"result": str, "warnings": int (WARNs of the step), "ftrace_dead": bool,
+                                   "kills_ftrace": bool (dead after this step, not before)}
+                                  + for a call {"body", "programs", "retval"}}}]}
 
 ``catalogue``::
 
@@ -155,6 +158,7 @@ _RUN_STEP = _obj({
     "trace": {"anyOf": [{"type": "null"}, _TRACE]},
     "view": {"type": ["string", "null"]},
     "events": _STRS,
+    "ftrace_dead": {"type": "boolean"},
     "expect_ok": {"type": "boolean"},
     "failures": {"type": "array", "items": _obj({"field": {"enum": EXPECT_FIELDS}, "expected": {}, "got": {}})},
 })
@@ -190,9 +194,10 @@ SHOW: dict[str, Any] = _document("show", {
 
 _CELL = {
     "type": "object",
-    "properties": {"result": {"type": "string"}, "body": {"type": ["string", "null"]}, "programs": _STRS,
+    "properties": {"result": {"type": "string"}, "warnings": _NAT, "ftrace_dead": {"type": "boolean"},
+                   "kills_ftrace": {"type": "boolean"}, "body": {"type": ["string", "null"]}, "programs": _STRS,
                    "retval": {"type": "integer"}},
-    "required": ["result"],
+    "required": ["result", "warnings", "ftrace_dead", "kills_ftrace"],
     "dependentRequired": {"body": ["programs", "retval"], "programs": ["body", "retval"],
                           "retval": ["body", "programs"]},
     "additionalProperties": False,

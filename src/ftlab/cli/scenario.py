@@ -147,8 +147,14 @@ def _cell_text(cell: dict[str, Any] | None) -> str:
     if cell is None:
         return "(not run)"
     if "body" in cell:
-        return f"body={cell['body']} progs={','.join(cell['programs']) or '-'}"
-    return cell["result"]
+        text = f"body={cell['body']} progs={','.join(cell['programs']) or '-'}"
+    else:
+        text = cell["result"]
+    if cell.get("warnings"):
+        text += f" WARN×{cell['warnings']}" if cell["warnings"] > 1 else " WARN"
+    if cell.get("kills_ftrace"):
+        text += ", kills ftrace"
+    return text
 
 
 def cmd_compare(args: argparse.Namespace) -> Output:

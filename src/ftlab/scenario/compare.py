@@ -25,9 +25,11 @@ class Comparison:
         return not any(r["differs"] for r in self.rows)
 
 
-def cell(step: Any) -> dict[str, Any]:
-    """What a step did, in the terms compared across policies."""
-    c: dict[str, Any] = {"result": step.result}
+def cell(step: Any, dead_before: bool = False) -> dict[str, Any]:
+    """What a step did, in the terms compared across policies: its result, the WARNs it raised and
+    whether ftrace is dead after it; for a call also the body that ran, the programs and the value."""
+    c: dict[str, Any] = {"result": step.result, "warnings": sum(e.startswith("WARN") for e in step.events),
+                         "ftrace_dead": step.ftrace_dead, "kills_ftrace": step.ftrace_dead and not dead_before}
     if step.trace is not None:
         c.update(body=step.trace["body"], programs=step.trace["programs"], retval=step.trace["retval"])
     return c
@@ -42,7 +44,8 @@ def compare(scenario: Scenario, lines: dict[Path_, int] | None = None, source: s
     rows = []
     first = next(iter(runs.values()))
     for i in range(len(scenario.steps)):
-        cells = {p: (cell(r.steps[i]) if i < len(r.steps) else None) for p, r in runs.items()}
+        cells = {p: (cell(r.steps[i], i > 0 and r.steps[i - 1].ftrace_dead) if i < len(r.steps) else None)
+                 for p, r in runs.items()}
         differs = len({json.dumps(c, sort_keys=True) for c in cells.values()}) > 1
         action = next((r.steps[i].action for r in runs.values() if i < len(r.steps)), "")
         rows.append({"index": i + 1, "line": lines.get(("steps", i), 1), "action": action,

@@ -39,6 +39,7 @@ class StepResult:
     view: str | None = None
     events: list[str] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    ftrace_dead: bool = False        # ftrace is dead after the step (ftrace_kill has run)
 
     @property
     def ok(self) -> bool:
@@ -47,7 +48,8 @@ class StepResult:
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "line": self.line, "action": self.action, "result": self.result,
                 "changes": self.changes, "trace": self.trace, "view": self.view,
-                "events": self.events, "expect_ok": self.ok, "failures": self.failures}
+                "events": self.events, "ftrace_dead": self.ftrace_dead, "expect_ok": self.ok,
+                "failures": self.failures}
 
 
 @dataclass
@@ -151,7 +153,8 @@ def run_scenario(scenario: Scenario, lines: dict[Path_, int], source: str, *, po
         except InputError as e:
             raise InputError(e.message, f"{source}:{lines.get(('steps', i), 1)}") from None
         sr = StepResult(i + 1, lines.get(("steps", i), 1), actions.describe(step), result,
-                        actions.record_changes(k, before), trace, view, [str(e) for e in k.events[nev:]])
+                        actions.record_changes(k, before), trace, view, [str(e) for e in k.events[nev:]],
+                        ftrace_dead=k.ftrace_disabled)
         sr.failures = check_expect(step.expect, result, trace, view, k)
         if scenario.check_invariants:
             if result.startswith(("deadlock:", "livelock:", "error:")):
