@@ -257,6 +257,26 @@ def test_show_at_out_of_range_exits_2(tmp_path: Path) -> None:
     assert_one_line_error(ftlab("show", write(tmp_path, "s.yaml", SHOWN), "--at", "4"), "--at")
 
 
+def test_run_lists_a_bounded_number_of_changed_records_unless_full(tmp_path: Path) -> None:
+    """A global tracer changes every record: text lists 20 a step, JSON 200 and counts the rest."""
+    path = write(tmp_path, "global.yaml", "steps:\n  - tracer: function\n  - show: enabled_functions\n"
+                                          "  - tracer: nop\n")
+    text = ftlab("run", path)
+    assert text.returncode == 0
+    lines = text.stdout.splitlines()
+    step1 = lines[lines.index("[1] line 2: tracer function: ok") + 1:lines.index("[2] line 3: show enabled_functions: ok")]
+    assert len(step1) == 21 and step1[-1] == "    ... 37635 more records (--full lists them)"
+    step2 = lines[lines.index("[2] line 3: show enabled_functions: ok") + 1:lines.index("[3] line 4: tracer nop: ok")]
+    assert len(step2) == 21 and step2[0].startswith("    | ") and step2[-1] == "    ... 37635 more lines (--full lists them)"
+    assert lines[-2] == "    ... 37635 more records (--full lists them)"  # the nop step
+    doc = json.loads(ftlab("run", path, "--json").stdout)
+    validate(doc)
+    assert [(len(s["changes"]), s["changes_omitted"]) for s in doc["steps"]] == [(200, 37455), (0, 0), (200, 37455)]
+    full = json.loads(ftlab("run", path, "--json", "--full").stdout)
+    assert [(len(s["changes"]), s["changes_omitted"]) for s in full["steps"]] == [(37655, 0), (0, 0), (37655, 0)]
+    assert len(ftlab("run", path, "--full").stdout.splitlines()) > 3 * 37655
+
+
 # -- ftlab compare -----------------------------------------------------------------------------
 def test_compare_exits_1_when_policies_differ(tmp_path: Path) -> None:
     proc = ftlab("compare", write(tmp_path, "differs.yaml", DIFFERS))

@@ -128,7 +128,7 @@ def _register_glob(token: str) -> None:
         match_records(catalogues.embedded(), token)
 
 
-for _token in ("*", "vfs_*", "*_proc_show", "security_*"):
+for _token in ("*", "vfs_*", "*_proc_show", "security_*", "*?*?*?*?*?*?#"):
     _register_glob(_token)
 
 

@@ -17,6 +17,7 @@ Schemas are closed (``additionalProperties: false``): a new field needs a schema
      "steps": [{"index": int >= 1, "line": int >= 1, "action": str,
                 "result": "ok" | errno name ("EBUSY") | "-N" | "Oops",
                 "changes": [str],          # enabled_functions lines of changed records, "- name"
+                "changes_omitted": int,    # changed records beyond the run's limit (200; --full: none)
                 "trace": null | TRACE,     # call steps
                 "view": null | str,        # show steps
                 "events": [str],           # kernel events of this step
@@ -155,6 +156,7 @@ _RUN_STEP = _obj({
     "action": {"type": "string", "minLength": 1},
     "result": {"type": "string", "pattern": r"^(ok|Oops|E[A-Z0-9]+|-?[0-9]+|[^\n]+: [^\n]+)$"},
     "changes": _STRS,
+    "changes_omitted": _NAT,
     "trace": {"anyOf": [{"type": "null"}, _TRACE]},
     "view": {"type": ["string", "null"]},
     "events": _STRS,

@@ -40,7 +40,17 @@ from .bpf import BpfClient, BpfStep
 from .direct import DirectClient, DirectStep
 from .kprobe import KprobeClient, KprobeStep
 from .livepatch import LivepatchClient, LivepatchStep, TransitionStep
-from .observe import VIEWS, CallStep, ShowStep, body_label, bpf_trampolines_view, record_changes, show_view, trace_dict
+from .observe import (
+    VIEWS,
+    CallStep,
+    ShowStep,
+    body_label,
+    bpf_trampolines_view,
+    count_record_changes,
+    record_changes,
+    show_view,
+    trace_dict,
+)
 from .ops import OpsClient, OpsStep
 from .registry import (
     ACTION_SYNTAX,
@@ -96,6 +106,7 @@ __all__ = [
     "LivepatchClient", "LivepatchStep", "NameState", "OpsClient", "OpsStep", "Outcome", "RunContext", "ShowStep",
     "Step", "StepBase", "StepKind", "Strict", "TracerClient", "TracerStep", "TransitionStep", "UNIVERSE_CLIENTS",
     "UniverseClient", "VIEWS", "body_label", "bpf_trampolines_view", "check_functions", "check_names", "describe",
+    "count_record_changes",
     "func_ref", "kind_of", "parse_action", "record_changes", "ref_indices", "reported_names", "show_view",
     "step_document", "step_functions",
     "trace_dict",

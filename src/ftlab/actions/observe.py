@@ -87,13 +87,16 @@ def bpf_trampolines_view(k: Kernel) -> str:
     return "".join(out)
 
 
-def record_changes(k: Kernel, before: dict[int, int]) -> list[str]:
-    """Records whose flags or count changed, as enabled_functions lines (``- name`` when disabled)."""
+def record_changes(k: Kernel, before: dict[int, int], limit: int | None = None) -> list[str]:
+    """Records whose flags or count changed, as enabled_functions lines (``- name`` when disabled);
+    with ``limit``, the first ``limit`` of them (:func:`count_record_changes` counts them all)."""
     after = k.recs
-    out = []
+    out: list[str] = []
     for i in sorted(set(before) | set(after)):
         if before.get(i) == after.get(i):
             continue
+        if limit is not None and len(out) >= limit:
+            break
         ip = k.cat.ip(i)
         flags = k.get_flags(i)
         if flags & FTRACE_FL.ENABLED and not k.ftrace_disabled:
@@ -101,6 +104,12 @@ def record_changes(k: Kernel, before: dict[int, int]) -> list[str]:
         else:
             out.append(f"- {k.cat.sym_of_ip(ip)}")
     return out
+
+
+def count_record_changes(k: Kernel, before: dict[int, int]) -> int:
+    """How many records changed flags or count since ``before``."""
+    after = k.recs
+    return sum(1 for i in set(before) | set(after) if before.get(i) != after.get(i))
 
 
 def apply_call(run: RunContext, step: CallStep) -> Outcome:

@@ -34,7 +34,7 @@ from ..model.arch import ARCHES
 from ..model.policies import policy_names
 from ..scenario import load_scenario
 from ..scenario.compare import compare
-from ..scenario.runner import RunResult, run_scenario
+from ..scenario.runner import CHANGES_LIMIT, RunResult, run_scenario
 from ..scenario.schema import Scenario
 from ._base import Output, Subcommand, add_json_option, json_document, rich_table, use_rich
 
@@ -45,6 +45,9 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
                         "none: list the bundled ones")
     p.add_argument("--policy", choices=policy_names(variants=True), help="run under this policy instead of the file's")
     p.add_argument("--arch", choices=list(ARCHES), help="override the arch")
+    p.add_argument("--full", action="store_true",
+                   help=f"list every changed record and every line of a view (default: at most "
+                        f"{TEXT_LINES} of each per step in text, {CHANGES_LIMIT} changed records in JSON)")
     add_json_option(p)
 
 
@@ -61,23 +64,39 @@ def cmd_run(args: argparse.Namespace) -> Output:
         width = max(len(i["name"]) for i in items)
         return Output("".join(f"{i['name']:<{width}}  {i['description']}\n" for i in items))
     scenario, lines, source = resolve(args.scenario)
-    result = run_scenario(scenario, lines, source, policy=args.policy, arch=args.arch)
+    result = run_scenario(scenario, lines, source, policy=args.policy, arch=args.arch,
+                          changes_limit=None if args.full else CHANGES_LIMIT)
     status = 0 if result.ok else 1
     if args.json:
         return Output(json_document("run", **result.as_dict()), status)
-    return Output(render_run(result, scenario), status)
+    return Output(render_run(result, scenario, None if args.full else TEXT_LINES), status)
 
 
-def render_run(result: RunResult, scenario: Scenario) -> str:
-    """Human output of a run: per step the result, what changed, the call trace, failed expectations."""
+#: How many changed records and view lines ``ftlab run`` prints per step unless ``--full``.
+TEXT_LINES = 20
+
+
+def _bounded(lines: list[str], limit: int | None, more: int = 0,
+             what: str = "records") -> tuple[list[str], str | None]:
+    """``lines`` cut to ``limit``, and a line saying how many more there are (``more``: beyond the list)."""
+    extra = more + (len(lines) - limit if limit is not None and len(lines) > limit else 0)
+    shown = lines if limit is None else lines[:limit]
+    return shown, (f"... {extra} more {what} (--full lists them)" if extra else None)
+
+
+def render_run(result: RunResult, scenario: Scenario, limit: int | None = None) -> str:
+    """Human output of a run: per step the result, what changed, the call trace, failed expectations
+    (``limit``: at most so many changed records and view lines per step)."""
     out = [f"scenario: {result.source} (policy {result.policy}, arch {result.arch})\n"]
     if scenario.description:
         out.append(f"  {scenario.description}\n")
     for s in result.steps:
         mark = "" if s.ok else "   <-- expectation failed"
         out.append(f"[{s.index}] line {s.line}: {s.action}: {s.result}{mark}\n")
-        for c in s.changes:
-            out.append(f"    record: {c}\n")
+        changes, more = _bounded(s.changes, limit, s.changes_omitted)
+        out.extend(f"    record: {c}\n" for c in changes)
+        if more:
+            out.append(f"    {more}\n")
         for e in s.events:
             out.append(f"    kernel: {e}\n")
         if s.trace is not None:
@@ -86,7 +105,10 @@ def render_run(result: RunResult, scenario: Scenario) -> str:
             for ev in t["events"]:
                 out.append(f"      {ev['kind']}: {ev['detail']}\n" if ev["detail"] else f"      {ev['kind']}\n")
         if s.view is not None:
-            out.extend(f"    | {line}\n" for line in (s.view.splitlines() or ["(empty)"]))
+            view, more = _bounded(s.view.splitlines() or ["(empty)"], limit, what="lines")
+            out.extend(f"    | {line}\n" for line in view)
+            if more:
+                out.append(f"    {more}\n")
         for f in s.failures:
             out.append(f"    expected {f['field']}: {f['expected']!r}\n    got      {f['field']}: {f['got']!r}\n")
     nfail = sum(1 for s in result.steps if not s.ok)

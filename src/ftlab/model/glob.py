@@ -391,33 +391,41 @@ def match_records(catalogue: Catalogue, token: str) -> Selection:
 def glob_to_regex(pat: str) -> str:
     """A Python regex (for ``re.fullmatch`` with DOTALL) accepting exactly what lib/glob.c: glob_match accepts.
 
-    ``pat`` and the names it is used on are in the byte form of :func:`_kstr`.
+    ``pat`` and the names it is used on are in the byte form of :func:`_kstr`. Between two ``*``
+    every element matches exactly one byte, so the pattern is fixed-length segments joined by
+    ``*``; matching each inner segment at its leftmost place and never reconsidering it (an atomic
+    group) accepts the same names as trying every split, and keeps the work linear in the name's
+    length for a given pattern, as the kernel's matcher, which backtracks only to the last ``*``.
     """
-    out: list[str] = []
+    segments: list[list[str]] = [[]]
     n = len(pat)
     i = 0
     while i < n:
         d = pat[i]
         i += 1
         if d == "?":
-            out.append(".")
+            segments[-1].append(".")
         elif d == "*":
-            out.append(".*")
+            segments.append([])
         elif d == "[":
             parsed = _parse_class(pat, i)
             if parsed is None:
-                out.append(re.escape("["))
+                segments[-1].append(re.escape("["))
             else:
                 spans, inverted, i = parsed
-                out.append(_class_regex(spans, inverted))
+                segments[-1].append(_class_regex(spans, inverted))
         elif d == "\\":
             if i < n:
-                out.append(re.escape(pat[i]))
+                segments[-1].append(re.escape(pat[i]))
                 i += 1
             # a trailing '\' matches only the end of the string, which fullmatch requires anyway
         else:
-            out.append(re.escape(d))
-    return "".join(out)
+            segments[-1].append(re.escape(d))
+    parts = ["".join(seg) for seg in segments]
+    if len(parts) == 1:  # no '*': the elements, one byte each
+        return parts[0]
+    first, *inner, last = parts
+    return first + "".join(f"(?>.*?{seg})" for seg in inner if seg) + ".*" + last
 
 
 # ---------------------------------------------------------------------------------------------

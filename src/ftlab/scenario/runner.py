@@ -40,6 +40,7 @@ class StepResult:
     events: list[str] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     ftrace_dead: bool = False        # ftrace is dead after the step (ftrace_kill has run)
+    changes_omitted: int = 0         # changed records not listed in ``changes`` (the run's limit)
 
     @property
     def ok(self) -> bool:
@@ -47,7 +48,8 @@ class StepResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "line": self.line, "action": self.action, "result": self.result,
-                "changes": self.changes, "trace": self.trace, "view": self.view,
+                "changes": self.changes, "changes_omitted": self.changes_omitted, "trace": self.trace,
+                "view": self.view,
                 "events": self.events, "ftrace_dead": self.ftrace_dead, "expect_ok": self.ok,
                 "failures": self.failures}
 
@@ -132,9 +134,15 @@ def check_expect(expect: Expect | None, result: str, trace: dict[str, Any] | Non
     return fails
 
 
+#: How many changed records a step lists by default (a global tracer changes every record).
+CHANGES_LIMIT = 200
+
+
 def run_scenario(scenario: Scenario, lines: dict[Path_, int], source: str, *, policy: str | None = None,
-                 arch: str | None = None, until: int | None = None) -> RunResult:
-    """Run ``scenario`` (up to and including step ``until``, 1-based) and check its expectations."""
+                 arch: str | None = None, until: int | None = None,
+                 changes_limit: int | None = CHANGES_LIMIT) -> RunResult:
+    """Run ``scenario`` (up to and including step ``until``, 1-based) and check its expectations.
+    Each step lists at most ``changes_limit`` changed records (None: all) and counts the rest."""
     k = build_kernel(scenario.kernel, source, lines, policy, arch)
     check_names(scenario, k.cat, source, lines)
     run = RunContext(k)
@@ -152,9 +160,12 @@ def run_scenario(scenario: Scenario, lines: dict[Path_, int], source: str, *, po
             result = "Oops"
         except InputError as e:
             raise InputError(e.message, f"{source}:{lines.get(('steps', i), 1)}") from None
+        changes = actions.record_changes(k, before, changes_limit)
+        omitted = (actions.count_record_changes(k, before) - len(changes)
+                   if changes_limit is not None and len(changes) == changes_limit else 0)
         sr = StepResult(i + 1, lines.get(("steps", i), 1), actions.describe(step), result,
-                        actions.record_changes(k, before), trace, view, [str(e) for e in k.events[nev:]],
-                        ftrace_dead=k.ftrace_disabled)
+                        changes, trace, view, [str(e) for e in k.events[nev:]],
+                        ftrace_dead=k.ftrace_disabled, changes_omitted=omitted)
         sr.failures = check_expect(step.expect, result, trace, view, k)
         if scenario.check_invariants:
             if result.startswith(("deadlock:", "livelock:", "error:")):

@@ -273,12 +273,11 @@ def ftrace_process_regex(k: Kernel, ips: set[int], token: str) -> int:
     negate, indices = match_records(k.cat, token)
     if not indices:
         return -Errno.EINVAL
-    cat = k.cat
-    for i in indices:
-        if negate:
-            ips.discard(cat.ip(i))
-        else:
-            ips.add(cat.ip(i))
+    selected = map(k.cat.ip, indices)
+    if negate:
+        ips.difference_update(selected)
+    else:
+        ips.update(selected)
     return 0
 
 
@@ -303,12 +302,21 @@ def tracefs_write(k: Kernel, file: str, text: str, append: bool = False) -> int:
     orig = fh.filter_hash if enable else fh.notrace_hash
     work: set[int] = set() if not append or orig is None else set(orig.ips)
     mutex_unlock(k, fh.regex_lock)
-    # writes: each token in turn; the first failure ends the writing
+    # writes: each token in turn; the first failure ends the writing. A token that adds what it
+    # already added, with no removal since, changes nothing and is not matched again (the kernel
+    # matches it again, to the same effect)
     ret = 0
+    added: set[str] = set()
     for token in tokens:
+        if token in added:
+            continue
         ret = ftrace_process_regex(k, work, token)
         if ret < 0:
             break
+        if token.startswith("!"):
+            added.clear()
+        else:
+            added.add(token)
     # release
     mutex_lock(k, fh.regex_lock)
     mutex_lock(k, "ftrace_lock")
