@@ -81,13 +81,19 @@ Schemas are closed (``additionalProperties: false``): a new field needs a schema
 ``preflight``::
 
     {"format": 1, "command": "preflight", "snapshot": str, "kernel": str, "policy": POLICY,
-     "policy_from": str, "notes": [str], "questions": [str], "ok": bool,
+     "policy_from": "kernel build" | "option", "validated": bool,
+     "build": {"release": str, "version": str | null, "uname_v": str | null, "how": str | null},
+     "notes": [str], "questions": [{"text": str, "options": [str]}], "ok": bool,
      "variants": [{"label": str, "replay": [{"action", "why", "result"}], "replay_ok": bool,
                    "mismatches": [str],
                    "actions": [{"index", "action", "step", "result", "why", "changes": [str],
                                 "calls": [{"function", "body", "programs", "hooks", "warnings",
                                            "unmodelled"}], "broken": [str], "events": [str],
                                 "safe": bool}]}]}
+
+  ``validated``: the policy was checked on the snapshot's exact build (``uname -r`` + the Debian
+  version of ``uname -v``); ``build.how``: the registry's word for the build when the policy stands
+  for it (validated or read only), null when it was forced with ``--policy`` on another build.
 
 ``oracle`` -- ``"action"`` names the subcommand (``setup``, ``run``, ``diff``, ``gen``); the rest of
 the document is that action's (described in :mod:`ftlab.cli.oracle`) and is left open here.
@@ -302,7 +308,11 @@ _PREFLIGHT_ACTION = _obj({
     "safe": {"type": "boolean"}})
 PREFLIGHT: dict[str, Any] = _document("preflight", {
     "snapshot": {"type": "string"}, "kernel": {"type": "string"}, "policy": {"enum": POLICIES},
-    "policy_from": {"type": "string"}, "notes": _STRS, "questions": _STRS, "ok": {"type": "boolean"},
+    "policy_from": {"enum": ["kernel build", "option"]}, "validated": {"type": "boolean"},
+    "build": _obj({"release": {"type": "string"}, "version": {"type": ["string", "null"]},
+                   "uname_v": {"type": ["string", "null"]}, "how": {"type": ["string", "null"]}}),
+    "notes": _STRS, "questions": {"type": "array", "items": _obj({"text": {"type": "string"}, "options": _STRS})},
+    "ok": {"type": "boolean"},
     "variants": {"type": "array", "items": _obj({
         "label": {"type": "string"},
         "replay": {"type": "array", "items": _obj({"action": {"type": "string"}, "why": {"type": ["string", "null"]},
