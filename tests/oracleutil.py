@@ -17,10 +17,10 @@ def ready_kernel(series: str = install.SERIES) -> install.KernelInfo:
         pytest.fail(f"oracle setup failed: {e}")
 
 
-def guest_items(tmp_path, name: str, scenario: str) -> tuple[list, object]:
+def guest_items(tmp_path, name: str, scenario: str, series: str = install.SERIES) -> tuple[list, object]:
     """``scenario`` (YAML text) written to ``tmp_path/name.yaml`` and resolved as oracle items,
-    after :func:`ready_kernel`; and an empty ``tmp_path/out`` for the run."""
-    ready_kernel()
+    after :func:`ready_kernel` (of kernel ``series``); and an empty ``tmp_path/out`` for the run."""
+    ready_kernel(series)
     from ftlab.bundled import resolve_items
 
     src = tmp_path / f"{name}.yaml"

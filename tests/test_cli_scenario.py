@@ -353,6 +353,7 @@ JSON_COMMANDS = {
     "explore": ["explore", "livepatch-and-fexit", "--depth", "2", "--threads", "0"],
     "preflight": ["preflight", str(Path(__file__).parent / "data" / "snapshots" / "fexit.snapshot.json"),
                   "livepatch enable --func cmdline_proc_show"],
+    "policies": ["policies"],
     "oracle": ["oracle", "gen", "--seed", "5", "--count", "1", "--out", "/tmp/ftlab-test-oracle-gen"],
 }
 

@@ -15,13 +15,16 @@ import pytest
 
 from ftlab.cli import main
 from ftlab.errors import InputError
+from ftlab.model.policies import registry
 from ftlab.preflight import (
+    choose_policy,
+    debian_version,
     load_snapshot,
     parse_action,
     parse_enabled_functions,
-    policy_for_release,
     preflight,
     reconstruct,
+    upstream_version,
 )
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "snapshots")
@@ -69,6 +72,8 @@ def test_real_snapshots_have_the_documented_shape() -> None:
     for name in ("livepatch", "fexit", "livepatch-fexit", "mixed"):
         s = load_snapshot(snap(name))
         assert s.release.startswith("6.1.")
+        assert s.uname_v is not None and s.uname_v.startswith("#1 SMP PREEMPT_DYNAMIC Debian 6.1.")
+        assert (s.release, s.package_version) == ("6.1.0-56-amd64", "6.1.192-2")
         assert len(s.catalogue) == s.doc["available_filter_functions"]["lines"] > 38000
         assert os.path.exists(os.path.join(DATA, f"{name}.yaml"))
 
@@ -175,18 +180,130 @@ def test_unexplained_count_becomes_an_unknown_ops(tmp_path) -> None:
     assert "my_handler" in ops[0].why
 
 
-# -- policy and action syntax ---------------------------------------------------------------------
-@pytest.mark.parametrize("release,policy", [("5.15.0-91-generic", "linux-5.18"), ("5.19.0", "linux-5.18"),
-                                            ("6.0.9", "linux-6.1"), ("6.1.0-56-amd64", "linux-6.1"),
-                                            ("6.8.0", "linux-6.1")])
-def test_policy_for_release(release, policy) -> None:
-    assert policy_for_release(release) == policy
+# -- the policy: chosen from the exact build -------------------------------------------------------
+def with_uname(tmp_path, name: str, uname: dict) -> str:
+    return edited(tmp_path, name, lambda d: d.update(uname=uname))
 
 
-@pytest.mark.parametrize("release", ["", "abc", "4.19.0"])
-def test_policy_for_release_bad(release) -> None:
+UNKNOWN_6_1 = {"release": "6.1.0-47-amd64", "machine": "x86_64",
+               "version": "#1 SMP PREEMPT_DYNAMIC Debian 6.1.158-1 (2025-11-01)"}
+READ_6_12 = {"release": "6.12.118+deb12-amd64", "machine": "x86_64",
+             "version": "#1 SMP PREEMPT_DYNAMIC Debian 6.12.118-1~deb12u1 (2026-11-17)"}
+
+
+def test_the_build_is_uname_r_and_the_debian_version_of_uname_v() -> None:
+    assert debian_version("#1 SMP PREEMPT_DYNAMIC Debian 6.12.95-1~bpo12+1 (2026-07-05)") == "6.12.95-1~bpo12+1"
+    assert debian_version("#101-Ubuntu SMP Tue Nov 14 13:30:08 UTC 2023") is None
+    assert upstream_version("6.1.0-57-amd64", "6.1.192-3") == "6.1.192"
+    assert upstream_version("6.1.0-57-amd64", None) == "6.1"          # Debian's ABI name hides the patch level
+    assert upstream_version("6.12.95+deb12-amd64", None) == "6.12.95"
+    assert upstream_version("5.15.0-91-generic", None) == "5.15"       # Ubuntu's too
+    assert upstream_version("6.5.6-300.fc39.x86_64", None) == "6.5.6"
+    assert upstream_version("abc", None) is None
+
+
+@pytest.mark.parametrize("upstream,policy", [
+    ("4.19.0", "linux-5.18"), ("5.15.131", "linux-5.18"), ("6.0.5", "linux-6.1.159"), ("6.1.158", "linux-6.1.159"),
+    ("6.1.160", "linux-6.1"), ("6.1.192", "linux-6.1"), ("6.1", "linux-6.1"), ("6.8.0", "linux-6.1"),
+    ("6.12.40", "linux-6.12.58"), ("6.12.59", "linux-6.12"), ("6.12", "linux-6.12"), ("7.0.1", "linux-6.12"),
+    ("x", None)])
+def test_nearest_policy_by_upstream_version(upstream, policy) -> None:
+    assert registry.nearest_policy(upstream) == policy
+
+
+@pytest.mark.parametrize("path,policy", [(snap("mixed"), "linux-6.1"),
+                                         (os.path.join(DATA, "6.12", "mixed.snapshot.json"), "linux-6.12")])
+def test_a_validated_build_chooses_its_policy(capsys, path, policy) -> None:
+    c = choose_policy(load_snapshot(path))
+    assert (c.policy, c.forced, c.validated) == (policy, False, True)
+    doc = preflight(path, ["call cmdline_proc_show"])
+    assert (doc["policy"], doc["policy_from"], doc["validated"]) == (policy, "kernel build", True)
+    assert doc["build"]["version"] == load_snapshot(path).package_version and "oracle" in doc["build"]["how"]
+    code, out, _ = _cli(capsys, ["preflight", path, "call cmdline_proc_show"])
+    assert code == 0 and out.splitlines()[0].endswith(f", policy {policy} (validated on this build)")
+
+
+@pytest.mark.parametrize("uname,words", [
+    (UNKNOWN_6_1, "kernel 6.1.0-47-amd64 (Debian 6.1.158-1) is not one ftlab was validated on; nearest policy "
+                  "linux-6.1.159 (give --policy linux-6.1.159 to use it anyway)"),
+    ({**UNKNOWN_6_1, "version": "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-9 (2027-01-01)", "release": "6.1.0-58-amd64"},
+     "nearest policy linux-6.1 (give --policy linux-6.1"),
+    ({"release": "6.12.95+deb12-amd64", "version": "#1 SMP PREEMPT_DYNAMIC Debian 6.12.95-1~bpo12+2 (2026-08-01)"},
+     "(Debian 6.12.95-1~bpo12+2) is not one ftlab was validated on; nearest policy linux-6.12 "),
+    ({"release": "5.15.0-91-generic", "version": "#101-Ubuntu SMP Tue Nov 14 13:30:08 UTC 2023"},
+     "kernel 5.15.0-91-generic (#101-Ubuntu SMP Tue Nov 14 13:30:08 UTC 2023) is not one ftlab was validated on; "
+     "nearest policy linux-5.18"),
+    ({"release": "abc", "version": "x"}, "give --policy NAME to use one anyway (ftlab policies lists them)"),
+    ({"release": "6.1.0-56-amd64", "machine": "x86_64"},
+     "the snapshot does not record uname -v (an older snapshot.py), so its kernel build (6.1.0-56-amd64) cannot be "
+     "told; nearest policy linux-6.1 (give --policy linux-6.1 to use it anyway), or take the snapshot again"),
+])
+def test_any_other_build_is_refused_in_one_line(tmp_path, capsys, uname, words) -> None:
+    p = with_uname(tmp_path, "livepatch", uname)
     with pytest.raises(InputError):
-        policy_for_release(release)
+        preflight(p, ["call cmdline_proc_show"])
+    code, out, err = _cli(capsys, ["preflight", p, "call cmdline_proc_show", "--json"])
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith(f"ftlab: {p}: ") and words in err, err
+
+
+@pytest.mark.parametrize("uname", [UNKNOWN_6_1, {"release": "6.1.0-56-amd64", "machine": "x86_64"}])
+def test_forcing_a_policy_on_another_build_proceeds_not_validated(tmp_path, capsys, uname) -> None:
+    p = with_uname(tmp_path, "livepatch", uname)
+    code, out, _ = _cli(capsys, ["preflight", p, "bpf attach fexit cmdline_proc_show", "--policy", "linux-6.1.159"])
+    assert code == 0
+    head = out.splitlines()[0]
+    assert head.endswith(", policy linux-6.1.159 (NOT validated on this build: forced with --policy)"), head
+    assert "  note: " in out.splitlines()[1]
+    code, out, _ = _cli(capsys, ["preflight", p, "bpf attach fexit cmdline_proc_show", "--policy", "linux-6.1.159",
+                                 "--json"])
+    doc = json.loads(out)
+    assert (code, doc["validated"], doc["policy_from"], doc["build"]["how"]) == (0, False, "option", None)
+    assert doc["build"]["uname_v"] == uname.get("version")
+
+
+def test_forcing_another_policy_on_a_validated_build_is_not_validated(capsys) -> None:
+    doc = preflight(snap("livepatch"), ["call cmdline_proc_show"], policy="linux-6.1.159")
+    assert (doc["policy"], doc["validated"]) == ("linux-6.1.159", False)
+    assert "this build is validated for policy linux-6.1, not linux-6.1.159" in doc["notes"]
+    doc = preflight(snap("livepatch"), ["call cmdline_proc_show"], policy="linux-6.1")
+    assert (doc["policy_from"], doc["validated"]) == ("option", True)
+    code, out, _ = _cli(capsys, ["preflight", snap("livepatch"), "call cmdline_proc_show", "--policy", "linux-6.1"])
+    assert out.splitlines()[0].endswith("policy linux-6.1 (validated on this build; given with --policy)")
+
+
+def test_a_build_read_but_not_run_is_chosen_and_says_so(tmp_path, capsys) -> None:
+    p612 = os.path.join(DATA, "6.12", "livepatch.snapshot.json")
+    with open(p612) as f:
+        doc612 = json.load(f)
+    doc612["uname"] = READ_6_12
+    (tmp_path / "read.json").write_text(json.dumps(doc612))
+    p = str(tmp_path / "read.json")
+    doc = preflight(p, ["call cmdline_proc_show"])
+    assert (doc["policy"], doc["policy_from"], doc["validated"]) == ("linux-6.12", "kernel build", False)
+    assert "read against 6.12.95" in doc["build"]["how"]
+    code, out, _ = _cli(capsys, ["preflight", p, "call cmdline_proc_show"])
+    assert code == 0 and out.splitlines()[0].endswith(
+        "policy linux-6.12 (stands for this build by reading only: NOT validated on it)")
+
+
+def test_the_registry_lists_only_builds_it_can_name_and_says_how() -> None:
+    seen = set()
+    for name, info in registry.POLICIES.items():
+        for b in info.builds:
+            assert (b.release, b.version) not in seen
+            seen.add((b.release, b.version))
+            assert registry.policy_for_build(b.release, b.version) == (name, b)
+            assert b.how and "\n" not in b.how
+            assert upstream_version(b.release, b.version) is not None
+            assert registry.nearest_policy(upstream_version(b.release, b.version)) == name
+            if not b.validated:
+                assert "read" in b.how
+    # the test snapshots' builds are validated builds
+    for path in (snap("mixed"), os.path.join(DATA, "6.12", "mixed.snapshot.json")):
+        s = load_snapshot(path)
+        hit = registry.policy_for_build(s.release, s.package_version)
+        assert hit is not None and hit[1].validated
 
 
 def test_parse_action_forms() -> None:
@@ -279,7 +396,8 @@ def test_live_patch_in_transition_is_replayed_in_transition(tmp_path, enabled, s
     assert a2["result"] == "ok" and a3["calls"][0]["body"].startswith(after)
 
 
-# -- snapshots of the real 6.12 guest (tests/data/snapshots/6.12, from the same .yaml files) ----------
+# -- snapshots of the real 6.12 guest (tests/data/snapshots/6.12, from the same .yaml files), rebuilt under
+# linux-6.12, the policy of their build ---------------------------------------------------------------
 def test_real_6_12_snapshots_are_read_and_rebuilt() -> None:
     for name in ("livepatch", "fexit", "livepatch-fexit", "mixed"):
         path = os.path.join(DATA, "6.12", f"{name}.snapshot.json")
@@ -293,9 +411,21 @@ def test_real_6_12_snapshots_are_read_and_rebuilt() -> None:
             assert link["target_obj_id"] == 1 and link["target"] in ("cmdline_proc_show", "meminfo_proc_show")
         recs = parse_enabled_functions(s.text("enabled_functions"))
         assert recs and all("M" in r.flags for r in recs if r.name != "security_task_getsid")
+        assert s.package_version == "6.12.95-1~bpo12+1"
         doc = preflight(path, ["call cmdline_proc_show"])
+        assert (doc["policy"], doc["validated"]) == ("linux-6.12", True)
         v = doc["variants"][0]
         assert v["replay_ok"] and v["mismatches"] == [], (name, v["mismatches"])
     lp = preflight(os.path.join(DATA, "6.12", "livepatch-fexit.snapshot.json"), ["call cmdline_proc_show"])
     call = lp["variants"][0]["actions"][0]["calls"][0]
     assert call["body"].startswith("lp_p1_") and call["programs"] == ["ftlab_fexit"]
+
+
+def test_json_with_open_questions_and_a_forced_policy_matches_its_schema(tmp_path, capsys) -> None:
+    from ftlab import output_schemas
+
+    p = edited(tmp_path, "fexit", lambda d: (d["bpf"].update(links=[], source="none"), d.update(uname=UNKNOWN_6_1)))
+    code, out, _ = _cli(capsys, ["preflight", p, "call cmdline_proc_show", "--policy", "linux-6.1", "--json"])
+    doc = json.loads(out)
+    assert code == 0 and doc["questions"] and doc["validated"] is False
+    output_schemas.validate(doc)

@@ -85,13 +85,27 @@ Schemas are closed (``additionalProperties: false``): a new field needs a schema
 ``preflight``::
 
     {"format": 1, "command": "preflight", "snapshot": str, "kernel": str, "policy": POLICY,
-     "policy_from": str, "notes": [str], "questions": [str], "ok": bool,
+     "policy_from": "kernel build" | "option", "validated": bool,
+     "build": {"release": str, "version": str | null, "uname_v": str | null, "how": str | null},
+     "notes": [str], "questions": [{"text": str, "options": [str]}], "ok": bool,
      "variants": [{"label": str, "replay": [{"action", "why", "result"}], "replay_ok": bool,
                    "mismatches": [str],
                    "actions": [{"index", "action", "step", "result", "why", "changes": [str],
                                 "calls": [{"function", "body", "programs", "hooks", "warnings",
                                            "unmodelled"}], "broken": [str], "events": [str],
                                 "safe": bool}]}]}
+
+  ``validated``: the policy was checked on the snapshot's exact build (``uname -r`` + the Debian
+  version of ``uname -v``); ``build.how``: the registry's word for the build when the policy stands
+  for it (validated or read only), null when it was forced with ``--policy`` on another build.
+
+``policies``::
+
+    {"format": 1, "command": "policies", "default": POLICY,
+     "policies": [{"name": POLICY, "kernel": str, "description": str, "package": str, "variant": bool,
+                   "default": bool, "kernel_series": str | null, "versions": [str, str] | null,
+                   "changes": [{"id": CHANGE, "title": str, "releases": [str]}], "mutations": [MUTATION],
+                   "builds": [{"release": str, "version": str, "validated": bool, "how": str}]}]}
 
 ``oracle`` -- ``"action"`` names the subcommand (``setup``, ``run``, ``diff``, ``gen``); the rest of
 the document is that action's (described in :mod:`ftlab.cli.oracle`) and is left open here.
@@ -100,7 +114,7 @@ the document is that action's (described in :mod:`ftlab.cli.oracle`) and is left
 
     {"format": 1, "command": "schema", "schema": {...}}   # the scenario file JSON Schema
 
-``POLICY`` is a policy name of the registry (:mod:`ftlab.model.policies.registry`); ``ARCH`` an
+``POLICY``, ``CHANGE`` and ``MUTATION`` are names of the registry (:mod:`ftlab.model.policies.registry`); ``ARCH`` an
 arch profile's name (:mod:`ftlab.model.arch`); ``EXPECT_FIELD`` a field of a step's ``expect``.
 
 The schemas are plain dicts and importing this module needs nothing beyond the standard
@@ -113,7 +127,7 @@ from __future__ import annotations
 from typing import Any
 
 from .model.arch import ARCHES as _ARCH_PROFILES
-from .model.policies.registry import policy_names
+from .model.policies.registry import CHANGES, MUTATIONS, policy_names
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 POLICIES = policy_names(variants=True)
@@ -309,13 +323,32 @@ _PREFLIGHT_ACTION = _obj({
     "safe": {"type": "boolean"}})
 PREFLIGHT: dict[str, Any] = _document("preflight", {
     "snapshot": {"type": "string"}, "kernel": {"type": "string"}, "policy": {"enum": POLICIES},
-    "policy_from": {"type": "string"}, "notes": _STRS, "questions": _STRS, "ok": {"type": "boolean"},
+    "policy_from": {"enum": ["kernel build", "option"]}, "validated": {"type": "boolean"},
+    "build": _obj({"release": {"type": "string"}, "version": {"type": ["string", "null"]},
+                   "uname_v": {"type": ["string", "null"]}, "how": {"type": ["string", "null"]}}),
+    "notes": _STRS, "questions": {"type": "array", "items": _obj({"text": {"type": "string"}, "options": _STRS})},
+    "ok": {"type": "boolean"},
     "variants": {"type": "array", "items": _obj({
         "label": {"type": "string"},
         "replay": {"type": "array", "items": _obj({"action": {"type": "string"}, "why": {"type": ["string", "null"]},
                                                    "result": {"type": "string"}})},
         "replay_ok": {"type": "boolean"}, "mismatches": _STRS,
         "actions": {"type": "array", "items": _PREFLIGHT_ACTION}})},
+})
+POLICIES_DOC: dict[str, Any] = _document("policies", {
+    "default": {"enum": POLICIES},
+    "policies": {"type": "array", "items": _obj({
+        "name": {"enum": POLICIES}, "kernel": {"type": "string"}, "description": {"type": "string"},
+        "package": {"type": "string"}, "variant": {"type": "boolean"}, "default": {"type": "boolean"},
+        "kernel_series": {"type": ["string", "null"]},
+        "versions": {"anyOf": [{"type": "null"}, {"type": "array", "items": {"type": "string"},
+                                                  "minItems": 2, "maxItems": 2}]},
+        "changes": {"type": "array", "items": _obj({"id": {"enum": list(CHANGES)}, "title": {"type": "string"},
+                                                    "releases": _STRS})},
+        "mutations": {"type": "array", "items": {"enum": list(MUTATIONS)}},
+        "builds": {"type": "array", "items": _obj({"release": {"type": "string"}, "version": {"type": "string"},
+                                                   "validated": {"type": "boolean"}, "how": {"type": "string"}})},
+    })},
 })
 ORACLE: dict[str, Any] = {"$schema": DRAFT, "title": "ftlab oracle --json", "type": "object",
                           "properties": {"format": {"const": 1}, "command": {"const": "oracle"},
@@ -324,7 +357,7 @@ ORACLE: dict[str, Any] = {"$schema": DRAFT, "title": "ftlab oracle --json", "typ
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "run": RUN, "show": SHOW, "compare": COMPARE, "catalogue": CATALOGUE, "bench": BENCH, "schema": SCHEMA,
-    "explore": EXPLORE, "preflight": PREFLIGHT, "oracle": ORACLE,
+    "explore": EXPLORE, "preflight": PREFLIGHT, "policies": POLICIES_DOC, "oracle": ORACLE,
 }
 
 

@@ -8,7 +8,10 @@ What it reads (every item is recorded even when it cannot be read: then its entr
 ``"error"`` -- e.g. ``"EACCES: Permission denied"`` or ``"ENOENT: ..."`` -- instead of the data;
 it never stops on a missing file or permission):
 
-* ``uname`` (release, machine, version) and /proc/modules (load order: newest first);
+* ``uname`` (release, machine, version) and /proc/modules (load order: newest first). ``release``
+  is ``uname -r`` and ``version`` is ``uname -v`` (``#1 SMP PREEMPT_DYNAMIC Debian 6.12.95-1~bpo12+1
+  (2026-07-05)``): together the exact kernel build, from which preflight chooses its policy (a
+  snapshot without ``version``, from an older snapshot.py, names no build);
 * the tracefs directory (/sys/kernel/tracing, else /sys/kernel/debug/tracing): enabled_functions,
   available_filter_functions, current_tracer, set_ftrace_filter, set_ftrace_notrace;
 * /sys/kernel/livepatch/<patch>/{enabled,transition,replace?} and its objects
@@ -24,7 +27,7 @@ it never stops on a missing file or permission):
 Format (``"format": 1``)::
 
     {"format": 1, "kind": "ftlab-snapshot", "taken_at": "ISO-8601 UTC", "tool": "snapshot.py",
-     "uname": {"release", "machine", "version"} ,
+     "uname": {"release": uname -r, "machine": uname -m, "version": uname -v},
      "tracing_dir": str | null,
      "files": {"enabled_functions" | "current_tracer" | "set_ftrace_filter" | "set_ftrace_notrace"
                | "kprobes_list" | "proc_modules": {"path": str, "text": str} | {"path", "error"}},

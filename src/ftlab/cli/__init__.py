@@ -18,7 +18,8 @@ Layout
 :mod:`ftlab.cli._base` holds what the subcommands share (:class:`Output`, :class:`Subcommand`,
 the one-line-error parser, :func:`json_document`, the option helpers). Each command module
 (:mod:`~ftlab.cli.catalogue`, :mod:`~ftlab.cli.bench`, :mod:`~ftlab.cli.explore`,
-:mod:`~ftlab.cli.scenario`, :mod:`~ftlab.cli.oracle`, :mod:`~ftlab.cli.preflight`) imports
+:mod:`~ftlab.cli.scenario`, :mod:`~ftlab.cli.oracle`, :mod:`~ftlab.cli.preflight`,
+:mod:`~ftlab.cli.policies`) imports
 ``_base`` and no other module of this package, and exports its subcommands as data, a tuple
 ``SUBCOMMANDS``; this module lists those modules in :data:`COMMAND_MODULES` and builds the parser
 from them. What a scenario or universe argument names is :mod:`ftlab.bundled`'s.
@@ -49,7 +50,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import InputError, ModelError
-from . import bench, catalogue, explore, oracle, preflight, scenario
+from . import bench, catalogue, explore, oracle, policies, preflight, scenario
 from ._base import (
     JSON_FORMAT,
     ArgumentParser,
@@ -66,7 +67,7 @@ __all__ = ["COMMAND_MODULES", "JSON_FORMAT", "SUBCOMMANDS", "Output", "Subcomman
            "add_json_option", "build_parser", "json_document", "load_catalogue", "main"]
 
 #: The command modules, in the order ``ftlab --help`` lists their subcommands.
-COMMAND_MODULES = (catalogue, bench, explore, scenario, oracle, preflight)
+COMMAND_MODULES = (catalogue, bench, explore, scenario, oracle, preflight, policies)
 
 
 def _subcommand_table() -> dict[str, Subcommand]:

@@ -2,14 +2,20 @@
 
 * ``snapshot [--out FILE] [--no-bpftool]``: run on the machine (root): see :mod:`ftlab.snapshot`
   (standard library only; the file also runs alone: ``python3 snapshot.py --out x.json``).
-* ``preflight SNAPSHOT ACTION... [--policy P] [--json]``: see :mod:`ftlab.preflight`. Each ACTION is
+* ``preflight SNAPSHOT ACTION... [--policy P] [--json]``: see :mod:`ftlab.preflight`. The policy is
+  the one the registry says stands for the snapshot's exact kernel build (``uname -r`` + the Debian
+  version of ``uname -v``; ``ftlab policies`` lists them); any other build is refused (one line
+  naming the build and the nearest policy, exit 2) unless ``--policy`` forces one, and then the
+  text and ``"validated": false`` say it was not validated on that build. Each ACTION is
   one argument (quote it): ``'livepatch enable --func cmdline_proc_show'``, ``'bpf attach fexit
   cmdline_proc_show'``, ``'kprobe add version_proc_show --post'``, ``'tracer function --filter
   vfs_*'``, ... Exit 0: every action succeeds and breaks no guarantee in every variant; 1: some
-  action fails or breaks a guarantee (or the snapshot cannot be rebuilt); 2: bad input.
+  action fails or breaks a guarantee (or the snapshot cannot be rebuilt); 2: bad input (an unknown
+  build without ``--policy`` too).
 
 JSON (``--json``), format 1: ``{"format": 1, "command": "preflight", "snapshot", "kernel",
-"policy", "policy_from", "notes": [str], "questions": [{"text", "options": [str]}], "ok",
+"policy", "policy_from": "kernel build" | "option", "validated": bool, "build": {"release",
+"version", "uname_v", "how"}, "notes": [str], "questions": [{"text", "options": [str]}], "ok",
 "variants": [{"label", "replay": [{"action", "why", "result"}], "replay_ok", "mismatches": [str],
 "actions": [{"index", "action", "step", "result", "why", "changes": [enabled_functions line],
 "calls": [{"function", "body", "programs", "hooks", "warnings", "unmodelled"}], "broken": [str],
@@ -52,7 +58,8 @@ def _configure_preflight(p: argparse.ArgumentParser) -> None:
     p.add_argument("actions", metavar="ACTION", nargs="+",
                    help="a proposed action, quoted as one argument, e.g. 'bpf attach fexit cmdline_proc_show'")
     p.add_argument("--policy", choices=policy_names(variants=True),
-                   help="the rules to apply (default: from the kernel version: <= 5.19 linux-5.18, >= 6.0 linux-6.1)")
+                   help="the rules to apply (default: the policy that stands for the snapshot's exact kernel "
+                        "build, see ftlab policies; on any other build this forces one, not validated)")
     add_json_option(p)
 
 

@@ -4,8 +4,9 @@ Three parts:
 
 1. :func:`load_snapshot` (:mod:`~ftlab.preflight.load`) -- read and check a JSON file written by
    ``ftlab snapshot`` (:mod:`ftlab.snapshot`), its catalogue (the machine's own
-   available_filter_functions) and the policy its kernel version implies (<= 5.19:
-   ``linux-5.18``; >= 6.0: ``linux-6.1``).
+   available_filter_functions) and the policy that stands for its exact kernel build (``uname -r``
+   + the Debian package version of ``uname -v``; :func:`choose_policy`): any other build is
+   refused naming the nearest policy, unless ``--policy`` forces one (then not validated).
 2. :func:`reconstruct` (:mod:`~ftlab.preflight.reconstruction`) -- work out which clients hold
    each enabled record (:mod:`~ftlab.preflight.records` parses them) and replay their actions
    into a model kernel (:mod:`~ftlab.preflight.replay`). Sources, strongest first: the
@@ -30,7 +31,15 @@ Three parts:
 end-to-end test); this package does not import it.
 """
 
-from .load import SNAPSHOT_FORMAT, Snapshot, load_snapshot, policy_for_release
+from .load import (
+    SNAPSHOT_FORMAT,
+    PolicyChoice,
+    Snapshot,
+    choose_policy,
+    debian_version,
+    load_snapshot,
+    upstream_version,
+)
 from .predict import (
                       PREFLIGHT_FORMAT,
                       check_action_names,
@@ -45,7 +54,7 @@ from .records import Record, parse_enabled_functions
 from .replay import MAX_VARIANTS, Action, Question, Rebuilt, Reconstruction, compare_records, rebuild
 from .report import render
 
-__all__ = ["MAX_VARIANTS", "OWNER_FUNCS", "PREFLIGHT_FORMAT", "SNAPSHOT_FORMAT", "Action", "Question", "Rebuilt",
-           "Reconstruction", "Record", "Snapshot", "check_action_names", "compare_records", "explain",
-           "load_snapshot", "parse_action", "parse_enabled_functions", "policy_for_release", "predict_variant",
-           "preflight", "rebuild", "reconstruct", "render", "step_functions"]
+__all__ = ["MAX_VARIANTS", "OWNER_FUNCS", "PREFLIGHT_FORMAT", "SNAPSHOT_FORMAT", "Action", "PolicyChoice", "Question",
+           "Rebuilt", "Reconstruction", "Record", "Snapshot", "check_action_names", "choose_policy",
+           "compare_records", "debian_version", "explain", "load_snapshot", "parse_action", "parse_enabled_functions",
+           "predict_variant", "preflight", "rebuild", "reconstruct", "render", "step_functions", "upstream_version"]

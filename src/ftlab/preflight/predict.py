@@ -17,7 +17,7 @@ from ..model.errno import errno_name
 from ..model.flags import FTRACE_FL, FTRACE_OPS_FL
 from ..model.invariants import check_all
 from ..model.kernel import Kernel
-from .load import load_snapshot, policy_for_release
+from .load import choose_policy, load_snapshot
 from .reconstruction import reconstruct
 from .replay import Rebuilt, rebuild
 
@@ -172,7 +172,8 @@ def predict_variant(rb: Rebuilt, steps: list[Any], texts: list[str], policy: str
 def preflight(snapshot_path: str, action_texts: list[str], policy: str | None = None) -> dict[str, Any]:
     """The whole preflight: the document ``ftlab preflight --json`` prints (without format/command)."""
     snap = load_snapshot(snapshot_path)
-    pol = policy or policy_for_release(snap.release)
+    choice = choose_policy(snap, policy)
+    pol = choice.policy
     counters: dict[str, int] = {}
     steps = [parse_action(t, i, counters) for i, t in enumerate(action_texts, 1)]
     for i, st in enumerate(steps, 1):
@@ -186,7 +187,10 @@ def preflight(snapshot_path: str, action_texts: list[str], policy: str | None = 
                          "mismatches": rb.mismatches,
                          "actions": predict_variant(rb, steps, action_texts, pol)})
     ok = all(v["replay_ok"] and all(a["safe"] for a in v["actions"]) for v in variants)
-    return {"snapshot": snapshot_path, "kernel": snap.release, "policy": pol, "policy_from": "option" if policy
-            else "kernel version", "notes": rec.notes,
+    return {"snapshot": snapshot_path, "kernel": snap.release, "policy": pol,
+            "policy_from": "option" if choice.forced else "kernel build", "validated": choice.validated,
+            "build": {"release": snap.release, "version": snap.package_version, "uname_v": snap.uname_v,
+                      "how": choice.build.how if choice.build is not None else None},
+            "notes": list(choice.notes) + rec.notes,
             "questions": [{"text": q.text, "options": [lbl for lbl, _ in q.options]} for q in rec.questions],
             "variants": variants, "ok": ok}

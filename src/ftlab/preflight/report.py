@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .load import policy_reason
+
 
 def render(doc: dict[str, Any]) -> str:
     """Human-readable text of a preflight document."""
-    out = [f"snapshot {doc['snapshot']}: kernel {doc['kernel']}, policy {doc['policy']} "
-           f"(from the {doc['policy_from']})"]
+    build = doc["build"]
+    why = policy_reason(doc["validated"], doc["policy_from"] == "option", build["how"] is not None)
+    out = [f"snapshot {doc['snapshot']}: kernel {doc['kernel']}"
+           + (f" (Debian {build['version']})" if build["version"] else "") + f", policy {doc['policy']} ({why})"]
     for n in doc["notes"]:
         out.append(f"  note: {n}")
     for q in doc["questions"]:

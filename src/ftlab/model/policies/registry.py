@@ -6,7 +6,8 @@ kernel build, ``ftlab policies``) derives the list from here; a name written any
 bug (a test checks it).
 
 * :data:`POLICIES` -- each policy: the package of its kernel version, the upstream changes
-  composed onto that package's base, the kernel it is, and the builds it stands for;
+  composed onto that package's base, the kernel it is, the upstream versions whose rules it has
+  and the exact kernel builds (:class:`Build`) it stands for;
 * :data:`CHANGES` -- each upstream change: commit id, title, the kernel functions it
   replaces, the releases that carry it;
 * :data:`MUTATIONS` -- each deliberate bug the explorer must catch, and where it applies;
@@ -15,6 +16,7 @@ bug (a test checks it).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ...errors import InputError
@@ -32,6 +34,23 @@ class Change:
 
 
 @dataclass(frozen=True)
+class Build:
+    """One exact kernel build, as a machine names it: ``uname -r`` and the Debian package version
+    that ``uname -v`` carries (``#1 SMP PREEMPT_DYNAMIC Debian 6.12.95-1~bpo12+1 (2026-07-05)``).
+
+    ``validated``: the model was checked against this very kernel under QEMU (the oracle's bundled
+    scenarios, the preflight end-to-end test, snapshots rebuilt without a mismatch); otherwise the
+    policy stands for it by reading only: its sources were read against a validated build's, never
+    run. ``how`` says which, in one line.
+    """
+
+    release: str                  # uname -r
+    version: str                  # the Debian package version in uname -v
+    validated: bool
+    how: str
+
+
+@dataclass(frozen=True)
 class PolicyInfo:
     """A policy: a kernel version's base (its package) plus changes, and what it stands for."""
 
@@ -40,11 +59,13 @@ class PolicyInfo:
     changes: tuple[str, ...]      # ids of :data:`CHANGES` composed onto the package's base, in order
     kernel: str                   # the kernel it models
     description: str              # one line: what sets it apart
-    #: the kernel series whose version numbers select it when nothing better is known
-    #: (preflight): e.g. ("6.0", "6.99") for every 6.x kernel
-    series: tuple[str, str] | None = None
-    #: exact builds the model was checked against on the real kernel (``uname -r``, package version)
-    validated: tuple[tuple[str, str], ...] = ()
+    #: the upstream versions (inclusive; an upper bound's missing parts are any) whose rules it has,
+    #: as the changes' releases say: what makes it the *nearest* policy of a build it does not stand
+    #: for (preflight names it, and uses it only when asked to with --policy). A variant's range lies
+    #: inside its primary's and is nearer where both hold.
+    versions: tuple[str, str] | None = None
+    #: the exact builds it stands for (preflight chooses it for these alone)
+    builds: tuple[Build, ...] = ()
     #: a named build of a base that is not one of the primary policies (``--policy all`` leaves it out)
     variant: bool = False
     #: the kernel series whose Debian builds this policy models, as the oracle names it (``6.1``)
@@ -109,36 +130,58 @@ CHANGES: dict[str, Change] = {c.id: c for c in (FIX_MODIFY_SELF, DIRECT_HASH_COP
                                                 REGISTER_FENTRY_ERRORS, KPROBE_DISARM_KILLED)}
 
 
+#: The builds the policies stand for, each with where the claim comes from.
+BUILD_6_1_0_56 = Build(
+    "6.1.0-56-amd64", "6.1.192-2", True,
+    "the oracle's bundled scenarios and the preflight end-to-end test on the real kernel (November 2026); "
+    "the embedded catalogue and tests/data/snapshots were taken on it")
+BUILD_6_1_0_57 = Build(
+    "6.1.0-57-amd64", "6.1.192-3", True,
+    "the oracle's 47 bundled scenarios (every step agrees but pair-kprobe-kprobepost 7-13, the "
+    "use-after-free the model does not follow) and the preflight end-to-end test on the real kernel")
+BUILD_6_12_95 = Build(
+    "6.12.95+deb12-amd64", "6.12.95-1~bpo12+1", True,
+    "the oracle's 47 bundled scenarios (tests/data/oracle-6.12: results, calls and hooks agree but "
+    "pair-kprobe-kprobepost 7-13, the use-after-free; record columns compared loosely until the model "
+    "prints 6.12's), tests/data/snapshots/6.12 rebuilt without a mismatch, and the preflight "
+    "end-to-end test on the real kernel")
+BUILD_6_12_118 = Build(
+    "6.12.118+deb12-amd64", "6.12.118-1~deb12u1", False,
+    "bookworm-security; its sources read against 6.12.95's: kernel/livepatch and x86's ftrace.c are the "
+    "same, kernel/trace/ftrace.c, trace_functions.c, kernel/bpf/trampoline.c, kernel/kprobes.c and "
+    "ftrace.h differ only in locking, RCU lifetime and tracefs-open fixes, none a rule the model has")
+
 POLICIES: dict[str, PolicyInfo] = {p.name: p for p in (
     PolicyInfo("linux-5.18", "linux_5_18", (),
                "Linux 5.18 (5.5-5.19: before the series)",
                "before the series: IPMODIFY and DIRECT exclude each other (-EBUSY), no ops_func",
-               series=("5.5", "5.19")),
+               versions=("5.5", "5.19")),
     PolicyInfo("seed-v2", "seed_v2", (),
                "bpf-next + v2 series, June 2022",
                "Song Liu's v2 series (June 2022): FTRACE_OPS_FL_SHARE_IPMODIFY, ops_func ENABLE/DISABLE"),
     PolicyInfo("linux-6.1", "linux_6_1", (FIX_MODIFY_SELF.id,),
                "Linux 6.1.192 (Debian 6.1.0-56), merged v5 design + stable backports",
                "merged design: ops_func SELF/PEER/DISABLE_PEER, no ftrace SHARE bit, update_target backport",
-               series=("6.0", "6.11"), kernel_series="6.1",
-               validated=(("6.1.0-56-amd64", "6.1.192-2"), ("6.1.0-57-amd64", "6.1.192-3"))),
+               versions=("6.0", "6.11"), kernel_series="6.1",
+               builds=(BUILD_6_1_0_56, BUILD_6_1_0_57)),
     PolicyInfo("linux-6.1.159", "linux_6_1", (),
                "Linux 6.1 before 6.1.160 (Debian 6.1 before 6.1.162-1): the 6.1 base without 3e9a18e1c3e9",
                "merged design as released in 6.0: the modify path does not ask SELF",
-               variant=True),
+               versions=("6.0", "6.1.159"), variant=True),
     PolicyInfo("linux-6.12", "linux_6_12",
                (DIRECT_HASH_COPY.id, FIX_FEXIT_LIVEPATCH.id, FIX_MODIFY_SELF.id, REGISTER_FENTRY_ERRORS.id,
                 KPROBE_DISARM_KILLED.id),
                "Linux 6.12.95 (Debian 6.12.95-1~bpo12+1, bookworm-backports)",
                "the 6.4 direct API (ops->direct_call), reset_direct, the BPF retry without the fops reset, "
                "kprobes inert once ftrace is killed",
-               series=("6.12", "6.99"), kernel_series="6.12",
-               validated=(("6.12.95+deb12-amd64", "6.12.95-1~bpo12+1"),),
+               versions=("6.12", "6.99"), kernel_series="6.12",
+               builds=(BUILD_6_12_95, BUILD_6_12_118),
                catalogue="debian-6.12.95+deb12-amd64", guest_modules="oracle-guest-modules-6.12"),
     PolicyInfo("linux-6.12.58", "linux_6_12", (DIRECT_HASH_COPY.id,),
                "Linux 6.12 before 6.12.59: the 6.12 base with d05cb470663a but none of its fixes",
                "copy-on-write direct hash whose failure path leaves entries: live patch, then fexit, fails",
-               variant=True, catalogue="debian-6.12.95+deb12-amd64", guest_modules="oracle-guest-modules-6.12"),
+               versions=("6.12", "6.12.58"), variant=True, catalogue="debian-6.12.95+deb12-amd64",
+               guest_modules="oracle-guest-modules-6.12"),
 )}
 
 #: The one default policy: what ``Kernel(cat)``, a scenario and a universe get when they name none.
@@ -180,6 +223,42 @@ def policy_info(name: str) -> PolicyInfo:
 def policy_for_series(series: str) -> str | None:
     """The primary policy that models the Debian builds of kernel series ``series`` (``6.1``), if any."""
     return next((n for n, p in POLICIES.items() if p.kernel_series == series and not p.variant), None)
+
+
+def policy_for_build(release: str, version: str | None) -> tuple[str, Build] | None:
+    """The policy that stands for the exact build ``release`` (``uname -r``) + ``version`` (the
+    Debian package version of ``uname -v``), with its :class:`Build` entry; None for any other."""
+    for name, info in POLICIES.items():
+        for b in info.builds:
+            if (b.release, b.version) == (release, version):
+                return name, b
+    return None
+
+
+def _version_key(text: str, fill: int) -> tuple[int, int, int]:
+    """``6.1.192`` -> (6, 1, 192); missing parts are ``fill``."""
+    parts = [int(x) for x in text.split(".")[:3]]
+    parts += [fill] * (3 - len(parts))
+    return parts[0], parts[1], parts[2]
+
+
+def nearest_policy(upstream: str) -> str | None:
+    """The policy whose :attr:`PolicyInfo.versions` hold upstream version ``upstream`` (``6.1.192``;
+    a variant before its primary; a version without its third part, ``6.1``, is held by a range only
+    when every ``6.1.N`` is), else the one whose range lies nearest below it (the lowest range for a
+    version below all); None if ``upstream`` is not a version."""
+    if not re.fullmatch(r"\d+\.\d+(\.\d+)?", upstream):
+        return None
+    low, high = _version_key(upstream, 0), _version_key(upstream, 1 << 30)
+    ranged = [(n, _version_key(p.versions[0], 0), _version_key(p.versions[1], 1 << 30))
+              for n, p in POLICIES.items() if p.versions is not None]
+    holding = [n for n, lo, hi in ranged if lo <= low and high <= hi]
+    if holding:
+        return min(holding, key=lambda n: not POLICIES[n].variant)
+    below = [(hi, not POLICIES[n].variant, n) for n, _, hi in ranged if hi < high]
+    if below:
+        return max(below)[2]
+    return min((lo, POLICIES[n].variant, n) for n, lo, _ in ranged)[2]
 
 
 def mutation_names() -> list[str]:
