@@ -137,9 +137,25 @@ def test_glob_selecting_nothing_prints_0_and_exits_1_like_kernel_einval() -> Non
     assert ftlab("catalogue", "--glob", "no_such_function", "--count").stdout == "0\n"
 
 
-def test_grep_is_a_python_regex_and_combines_with_glob() -> None:
+def test_grep_is_a_regex_and_combines_with_glob() -> None:
     proc = ftlab("catalogue", "--glob", "security_*", "--grep", "^security_task_get", "--count")
     assert (proc.returncode, proc.stdout) == (0, "5\n")
+
+
+def test_grep_takes_posix_classes_and_is_linear_on_patterns_that_backtrack() -> None:
+    """RE2: [[:upper:]] is a POSIX class (a backtracking engine warned and matched nothing), and
+    ^(.*.*)*X$ answers at once (minutes with a backtracking engine)."""
+    upper = ftlab("catalogue", "--grep", "^[[:upper:]]", "--count")
+    assert (upper.returncode, upper.stderr) == (0, "") and int(upper.stdout) > 100
+    nested = ftlab("catalogue", "--grep", "^(.*.*)*X$")
+    assert nested.returncode == 0 and "aa_unpack_nameX" in nested.stdout
+
+
+def test_stdout_closed_is_one_line_and_exit_2() -> None:
+    proc = subprocess.run([FTLAB, "run", "share-ipmodify"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, timeout=60, pass_fds=(), close_fds=True,
+                          preexec_fn=lambda: os.close(1))
+    assert (proc.returncode, proc.stderr) == (2, "ftlab: stdout: closed: nowhere to write the output\n")
 
 
 def test_other_catalogue_file(tmp_path: Path) -> None:
@@ -159,6 +175,8 @@ def test_other_catalogue_file(tmp_path: Path) -> None:
     (["catalogue", "--summary", "--count"], "catalogue"),
     (["catalogue", "--catalogue"], "catalogue"),
     (["catalogue", "--grep", "("], "--grep"),
+    (["catalogue", "--grep", "(a)\\1"], "--grep"),
+    (["catalogue", "--grep", "a{5000}"], "--grep"),
     (["catalogue", "--glob", "*:mod:ext4"], "--glob"),
     (["catalogue", "--glob", "vfs_read vfs_write"], "--glob"),
     (["catalogue", "--glob", ""], "--glob"),

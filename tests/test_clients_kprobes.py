@@ -221,3 +221,23 @@ def test_kprobes_with_each_other_client_in_every_attach_and_detach_order(layout,
 def test_plain_and_post_probes_on_disjoint_functions_in_every_order(detach):
     for order in (["Kn", "Kp"], ["Kp", "Kn"]):
         run_orders("glob", order, detach)
+
+
+def test_sympos_picks_the_occurrence_for_kprobe_and_direct_targets() -> None:
+    """``{name, sympos}`` on a kprobe or a plain direct client's target lands on that occurrence
+    of a duplicated name (the module sets the address itself), not on the first one."""
+    from ftlab.scenario import load_scenario_text
+    from ftlab.scenario.runner import run_scenario
+
+    text = ("steps:\n  - kprobe: add\n    target: {name: cmask_show, sympos: 2}\n"
+            "  - direct: register\n    name: d\n    targets: [{name: cmask_show, sympos: 3}]\n"
+            "    tramp: my_tramp1\n")
+    scenario, lines = load_scenario_text(text)
+    result = run_scenario(scenario, lines, "<t>")
+    assert [s.result for s in result.steps] == ["ok", "ok"]
+    k = result.kernel
+    occurrences = k.cat.indices("cmask_show")
+    assert len(occurrences) == 5
+    assert sorted(k.recs) == [occurrences[1], occurrences[2]]
+    assert result.steps[0].action == "kprobe add cmask_show,2"
+    assert result.steps[1].action == "direct register d [cmask_show,3] tramp=my_tramp1"

@@ -89,6 +89,9 @@ def test_plan_steps_modules_and_touched() -> None:
     ("{livepatch: enable, patch: p, funcs: [schedule]}", "can live-patch only"),
     ("{bpf: attach, prog: x, kind: fentry, target: schedule}", "has no BTF"),
     ("{direct: register, name: d, targets: [schedule], tramp: my_tramp9}", "trampolines"),
+    ("{kprobe: add, target: {name: cmask_show, sympos: 2}}", "kprobe module names its target by symbol"),
+    ("{direct: register, name: d, targets: [{name: cmask_show, sympos: 2}], tramp: my_tramp1}",
+     "direct module finds its targets by name"),
 ])
 def test_plan_refuses_what_the_oracle_cannot_replay(step: str, msg: str) -> None:
     sc, lines = load_scenario_text(f"steps:\n  - {{call: cmdline_proc_show}}\n  - {step}\n", "bad.yaml")

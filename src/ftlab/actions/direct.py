@@ -55,14 +55,15 @@ class DirectClient(Strict):
 def apply_direct(run: RunContext, step: DirectStep) -> Outcome:
     k = run.k
     if step.direct == "register":
-        return Outcome(direct_client.direct_client_load(k, step.name, [f.name for f in step.targets], step.tramp))
+        return Outcome(direct_client.direct_client_load(k, step.name, [(f.name, f.sympos) for f in step.targets],
+                                                        step.tramp))
     if step.direct == "modify":
         return Outcome(direct_client.direct_client_modify(k, step.name, step.tramp))
     return Outcome(direct_client.direct_client_unload(k, step.name))
 
 
 def describe_direct(step: DirectStep) -> str:
-    targets = ", ".join(f.name for f in step.targets)
+    targets = ", ".join(f.name + (f",{f.sympos}" if f.sympos else "") for f in step.targets)
     return f"direct {step.direct} {step.name}" + (f" [{targets}]" if targets else "") + f" tramp={step.tramp}"
 
 

@@ -55,7 +55,9 @@ def apply_kprobe(run: RunContext, step: KprobeStep) -> Outcome:
     k = run.k
     label = step.name or step.target.name
     if step.kprobe == "add":
-        return Outcome(kprobes.register_kprobe(k, step.target.name, step.post, label))
+        # a sympos: the module sets kp.addr to that occurrence instead of naming the symbol
+        addr = k.cat.lookup(step.target.name, step.target.sympos) if step.target.sympos else None
+        return Outcome(kprobes.register_kprobe(k, step.target.name, step.post, label, addr))
     if label not in kprobes.kprobe_state(k).probes:
         return Outcome(-Errno.EINVAL)  # no such probe (its add failed): nothing to remove
     # unregister_kprobe() is void: whatever its top half answers, the caller sees success
@@ -64,7 +66,8 @@ def apply_kprobe(run: RunContext, step: KprobeStep) -> Outcome:
 
 
 def describe_kprobe(step: KprobeStep) -> str:
-    return f"kprobe {step.kprobe} {step.target.name}" + (" (post_handler)" if step.post else "")
+    pos = f",{step.target.sympos}" if step.target.sympos else ""
+    return f"kprobe {step.kprobe} {step.target.name}{pos}" + (" (post_handler)" if step.post else "")
 
 
 def check_kprobe(step: KprobeStep, seen: NameState) -> str | None:

@@ -99,6 +99,15 @@ def _one_line(where: str, what: str) -> str:
     return f"ftlab: {where}: {what}".replace("\r", " ").replace("\n", " ") + "\n"
 
 
+def _err(where: str, what: str) -> None:
+    """The one error line on stderr, if there is a stderr to write it to."""
+    if sys.stderr is not None:
+        try:
+            sys.stderr.write(_one_line(where, what))
+        except OSError:
+            pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ftlab`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     parser = build_parser()
@@ -111,19 +120,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         sc: Subcommand = args._subcommand
         out = sc.run(args)
     except UsageError as e:
-        sys.stderr.write(_one_line(e.where, e.message))
+        _err(e.where, e.message)
         return 2
     except InputError as e:
-        sys.stderr.write(_one_line(e.where or command, e.message))
+        _err(e.where or command, e.message)
         return 2
     except ModelError as e:  # a model bug, not bad input: one line, its own exit code
-        sys.stderr.write(_one_line(command, f"internal model error: {e}"))
+        _err(command, f"internal model error: {e}")
         return 3
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0
     except KeyboardInterrupt:
-        sys.stderr.write(_one_line(command, "interrupted"))
+        _err(command, "interrupted")
         return 130
+    if sys.stdout is None:  # started with stdout closed (``ftlab run x >&-``): nowhere to answer
+        _err("stdout", "closed: nowhere to write the output")
+        return 2
     try:
         sys.stdout.write(out.text)
         sys.stdout.flush()
@@ -133,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _discard_stdout()
         if isinstance(e, BrokenPipeError):
             return 141
-        sys.stderr.write(_one_line("stdout", e.strerror or str(e)))
+        _err("stdout", e.strerror or str(e))
         return 2
     return out.status
 

@@ -139,6 +139,8 @@ def _plan_kprobe(ctx: _Planning, step: KprobeStep, where: str) -> dict[str, Any]
     label = step.name or step.target.name
     if step.kprobe != "add":
         return {"op": "kprobe_remove", "label": label}
+    if step.target.sympos > 1:
+        raise InputError("the oracle's kprobe module names its target by symbol: sympos is not supported", where)
     mod = kprobe_module(label, step.target.name, step.post)
     ctx.modules.append(mod)
     return {"op": "kprobe_add", "label": label, "module": mod.name, "target": step.target.name, "post": step.post}
@@ -148,6 +150,8 @@ def _plan_direct(ctx: _Planning, step: DirectStep, where: str) -> dict[str, Any]
     if step.tramp not in DIRECT_TRAMPS:
         raise InputError(f"the oracle's direct client has trampolines {', '.join(DIRECT_TRAMPS)} "
                          f"(not {step.tramp!r})", where)
+    if step.direct == "register" and any(f.sympos > 1 for f in step.targets):
+        raise InputError("the oracle's direct module finds its targets by name: sympos is not supported", where)
     if step.direct == "register":
         mod = direct_module(step.name, ctx.kernel.direct_api)
         ctx.modules.append(mod)

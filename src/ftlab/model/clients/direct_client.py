@@ -106,22 +106,30 @@ def my_tramp(k: Kernel, ctx: CallContext, addr: Addr) -> int:
 
 
 def direct_client_load(k: Kernel, name: str = "ftrace_direct_multi",
-                       funcs: Sequence[str] = ("wake_up_process", "schedule"),
+                       funcs: Sequence[str | tuple[str, int]] = ("wake_up_process", "schedule"),
                        tramp: str = "my_tramp") -> int:
     """ftrace_direct_multi_init() (samples/ftrace/ftrace-direct-multi.c), all policies: insmod.
 
     ftrace_set_filter_ip for each function (results ignored, as the sample does), then
     register_ftrace_direct_multi(&direct, my_tramp). Returns the init's result; -EEXIST if a
-    module of that name is loaded. Functions are looked up by name (kallsyms: the first one).
+    module of that name is loaded. Functions are looked up by name (kallsyms: the first one); a
+    ``(name, sympos)`` with a sympos is the address of that occurrence, as a module that found it
+    itself would pass it.
     """
     st = direct_client_state(k)
     if name in st.modules:
         return -Errno.EEXIST
     ips = []
+    names = []
     for f in funcs:
-        idx = k.cat.indices(f)
+        fname, sympos = (f, 0) if isinstance(f, str) else f
+        names.append(fname)
+        if sympos:
+            ips.append(k.cat.lookup(fname, sympos))
+            continue
+        idx = k.cat.indices(fname)
         if not idx:
-            raise InputError(f"unknown function {f!r} (not in catalogue {k.cat.source})")
+            raise InputError(f"unknown function {fname!r} (not in catalogue {k.cat.source})")
         ips.append(k.cat.ip(idx[0]))
     addr = tramp_addr(name, tramp)
     ops = ftrace_ops("direct[{}]", None, 0, owner=name)
@@ -129,7 +137,7 @@ def direct_client_load(k: Kernel, name: str = "ftrace_direct_multi",
         ftrace_set_filter_ip(k, ops, ip, False, False)
     ret = register_ftrace_direct_multi(k, ops, addr)
     if ret == 0:
-        st.modules[name] = DirectModule(name, ops, tuple(funcs), addr)
+        st.modules[name] = DirectModule(name, ops, tuple(names), addr)
     return ret
 
 

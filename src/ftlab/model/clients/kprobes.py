@@ -52,6 +52,7 @@ from ..kernel import Kernel
 from ..locks import lockdep_assert_held, mutex_lock, mutex_unlock
 from ..naming import Rename, spell
 from ..ops import ftrace_ops
+from ..refusals import kept
 
 F = OPSF  # plain ints: hot paths
 
@@ -129,6 +130,8 @@ def __arm_kprobe_ftrace(k: Kernel, p: kprobe, ops: ftrace_ops, cnt: str) -> int:
         ret = register_ftrace_function(k, ops)
         if ret < 0:
             ftrace_set_filter_ip(k, ops, p.addr, True, False)
+            kept(k, "__arm_kprobe_ftrace", f"{ops.name} stays initialised, with an empty filter hash and any "
+                 "trampoline it was given")
             return ret
     setattr(st, cnt, getattr(st, cnt) + 1)
     return ret
@@ -238,19 +241,22 @@ def register_aggr_kprobe(k: Kernel, orig_p: kprobe, p: kprobe) -> int:
 
 
 def register_kprobe(k: Kernel, symbol_name: str, post_handler: bool = False,
-                    label: str | None = None) -> int:
+                    label: str | None = None, addr: int | None = None) -> int:
     """register_kprobe() (kernel/kprobes.c), all policies: a probe at ``symbol_name``+0 (its fentry site).
 
     ``label`` names the probe (default: the symbol). Registering a label twice is the kernel's
-    re-registration of the same struct kprobe: -EINVAL.
+    re-registration of the same struct kprobe: -EINVAL. ``addr``: the probe's ``kp.addr`` set by
+    its module instead of ``symbol_name`` being looked up (kprobe_addr takes it as given), which is
+    how a module probes one of several functions of the same name.
     """
     st = kprobe_state(k)
     if not k.arch.kprobes_on_ftrace:
         return -Errno.EOPNOTSUPP
-    idx = k.cat.indices(symbol_name)
-    if not idx:
-        raise InputError(f"unknown function {symbol_name!r} (not in catalogue {k.cat.source})")
-    addr = k.cat.ip(idx[0])  # kallsyms_lookup_name: the first symbol of that name
+    if addr is None:
+        idx = k.cat.indices(symbol_name)
+        if not idx:
+            raise InputError(f"unknown function {symbol_name!r} (not in catalogue {k.cat.source})")
+        addr = k.cat.ip(idx[0])  # kallsyms_lookup_name: the first symbol of that name
     label = label if label is not None else symbol_name
     if label in st.probes:  # warn_kprobe_rereg()
         return -Errno.EINVAL

@@ -72,6 +72,7 @@ from ..hash import EMPTY_HASH, ftrace_hash
 from ..kernel import Kernel
 from ..locks import mutex_lock, mutex_unlock
 from ..ops import ftrace_ops
+from ..refusals import kept
 
 F = OPSF  # plain ints: hot paths
 
@@ -323,6 +324,9 @@ def tracefs_write(k: Kernel, file: str, text: str, append: bool = False) -> int:
     ftrace_hash_move_and_update_ops(k, ops, ftrace_hash(work), enable)
     mutex_unlock(k, "ftrace_lock")
     mutex_unlock(k, fh.regex_lock)
+    if ret < 0 and work != (set(orig.ips) if orig is not None else set()):
+        kept(k, "ftrace_regex_release", f"the failed write to {file} still installs the tokens before the one "
+             "that selects nothing")
     return ret
 
 

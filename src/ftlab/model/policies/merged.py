@@ -41,6 +41,7 @@ from ..hash import ftrace_hash
 from ..kernel import Kernel
 from ..locks import cross_call, mutex_lock, mutex_trylock, mutex_unlock
 from ..ops import ftrace_ops
+from ..refusals import kept
 
 F = OPSF
 R = RECF
@@ -145,16 +146,26 @@ def prepare_direct_functions_for_ipmodify(k: Kernel, ops: ftrace_ops) -> int:
     if not ops.flags & F.IPMODIFY:
         return 0
     hash = _filter_or_oops(k, ops, "prepare_direct_functions_for_ipmodify")
+    asked = False  # a DIRECT ops of an earlier ip agreed to share
     for ip in hash:
         op = _first_direct_op(k, ip)
         if op is not None:
             if op.ops_func is None:
+                _kept_sharing(k, asked)
                 return -Errno.EBUSY
             cross_call(k, "ops_func PEER")
             ret = op.ops_func(op, ftrace_ops_cmd.FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER)
             if ret:
+                _kept_sharing(k, asked)
                 return ret
+            asked = True
     return 0
+
+
+def _kept_sharing(k: Kernel, asked: bool) -> None:
+    """The DIRECT ops asked to share stay sharing when a later ip, or the registration, fails."""
+    if asked:
+        kept(k, "prepare_direct_functions_for_ipmodify", "the DIRECT ops asked to share stay sharing")
 
 
 def cleanup_direct_functions_after_ipmodify(k: Kernel, ops: ftrace_ops) -> None:
@@ -177,6 +188,9 @@ def register_ftrace_function(k: Kernel, ops: ftrace_ops) -> int:
     ret = k.policy.prepare_direct_functions_for_ipmodify(k, ops)
     if ret >= 0:
         ret = k.policy.register_ftrace_function_nolock(k, ops)
+        if ret < 0 and ops.flags & F.IPMODIFY:
+            filt = ops.hash.filter_hash
+            _kept_sharing(k, filt is not None and any(_first_direct_op(k, ip) is not None for ip in filt))
     mutex_unlock(k, "direct_mutex")
     return ret
 

@@ -36,6 +36,7 @@ from ...hash import ftrace_hash
 from ...kernel import Kernel
 from ...locks import cross_call, mutex_is_locked, mutex_lock, mutex_unlock
 from ...ops import Addr, ftrace_ops
+from ...refusals import kept
 from ..shared import register_direct_multi_body
 
 F = OPSF
@@ -114,6 +115,7 @@ def prepare_direct_functions_for_ipmodify(k: Kernel, ops: ftrace_ops) -> int:
         raise KernelOops(f"NULL filter_hash of {ops.name} dereferenced in "
                          "prepare_direct_functions_for_ipmodify")
     cmd = ftrace_ops_cmd.FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY
+    asked = False  # an ops_func agreed to share for an earlier ip
     for ip in hash:
         found_op = None
         mutex_lock(k, "ftrace_lock")
@@ -130,13 +132,23 @@ def prepare_direct_functions_for_ipmodify(k: Kernel, ops: ftrace_ops) -> int:
             if found_op.ops_func is None:
                 ret = -Errno.EBUSY
                 mutex_unlock(k, "direct_mutex")
+                _kept_sharing(k, asked)
                 return ret
             cross_call(k, "ops_func ENABLE")
             ret = found_op.ops_func(found_op, cmd)
             if ret:
                 mutex_unlock(k, "direct_mutex")
+                _kept_sharing(k, asked)
                 return ret
+            asked = True
     return 1
+
+
+def _kept_sharing(k: Kernel, asked: bool) -> None:
+    """The sharing obtained for earlier ips is not undone when a later one fails (nor when the
+    registration itself is refused after the walk)."""
+    if asked:
+        kept(k, "prepare_direct_functions_for_ipmodify", "the DIRECT ops asked to share stay sharing")
 
 
 def register_ftrace_function(k: Kernel, ops: ftrace_ops) -> int:
@@ -151,6 +163,9 @@ def register_ftrace_function(k: Kernel, ops: ftrace_ops) -> int:
     mutex_unlock(k, "ftrace_lock")
     if direct_mutex_locked:
         mutex_unlock(k, "direct_mutex")
+        if ret < 0:
+            _kept_sharing(k, bool(ops.flags & F.IPMODIFY) and any(
+                op.flags & F.DIRECT and op.flags & F.SHARE_IPMODIFY for op in k.ftrace_ops_list))
     return ret
 
 
