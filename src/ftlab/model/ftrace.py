@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from .errno import Errno
-from .flags import FTRACE_REF_MAX, OPSF, RECF, ftrace_rec_count
+from .flags import OPSF, RECF, ftrace_rec_count
 from .hash import EMPTY_HASH, ftrace_hash, ftrace_hash_empty, ftrace_lookup_ip, ftrace_ops_hash, hash_contains_ip
 from .kernel import TRAMP_BASE, TRAMP_SIZE, Kernel
 from .locks import mutex_lock, mutex_unlock
@@ -362,7 +362,7 @@ def __ftrace_hash_rec_update(k: Kernel, ops: ftrace_ops, filter_hash: bool, inc:
     invalid = cat.invalid
     dirty = k._dirty
     ip_of = cat.ip
-    REF = FTRACE_REF_MAX
+    REF = k.ref_max
     DISABLED, ENABLED = R.DISABLED, R.ENABLED
     DIRECT, TRAMP, REGS = R.DIRECT, R.TRAMP, R.REGS
     for i in candidates:
@@ -511,15 +511,29 @@ def ftrace_hash_ipmodify_update(k: Kernel, ops: ftrace_ops, new_hash: ftrace_has
 # ---------------------------------------------------------------------------------------------
 # Call-site update
 # ---------------------------------------------------------------------------------------------
+def ftrace_noclear_flags(k: Kernel) -> int:
+    """FTRACE_NOCLEAR_FLAGS (ftrace.c): what a record keeps when its count falls to 0 -- DISABLED,
+    and from 6.4 (``k.policy.rec_touched_modified``) TOUCHED and MODIFIED too."""
+    if k.policy.rec_touched_modified:
+        return R.DISABLED | R.TOUCHED | R.MODIFIED
+    return R.DISABLED
+
+
 def ftrace_check_record(k: Kernel, i: int, enable: bool, update: bool) -> int:
-    """ftrace_check_record() (ftrace.c): what record ``i``'s call site needs; with ``update`` apply it."""
+    """ftrace_check_record() (ftrace.c): what record ``i``'s call site needs; with ``update`` apply it.
+
+    From 6.4 (``k.policy.rec_touched_modified``) an update that enables or changes the record also
+    sets TOUCHED, and MODIFIED if the record has DIRECT or IPMODIFY at that moment; a record whose
+    count is 0 keeps FTRACE_NOCLEAR_FLAGS. CALL_OPS is never set on x86_64, so its part of the
+    kernel's test is always false here.
+    """
     flags = k.get_flags(i)
     ENABLED, DISABLED = R.ENABLED, R.DISABLED
     if flags & DISABLED and not flags & ENABLED:  # skip_record()
         return FTRACE_UPDATE_IGNORE
     REGS, REGS_EN, TRAMP, TRAMP_EN = R.REGS, R.REGS_EN, R.TRAMP, R.TRAMP_EN
     DIRECT, DIRECT_EN = R.DIRECT, R.DIRECT_EN
-    count = flags & FTRACE_REF_MAX
+    count = flags & k.ref_max
     flag = ENABLED if (enable and count) else 0
     if flag:
         if (not flags & REGS) != (not flags & REGS_EN):
@@ -537,10 +551,15 @@ def ftrace_check_record(k: Kernel, i: int, enable: bool, update: bool) -> int:
         flag ^= flags & ENABLED
         if update:
             flags |= ENABLED
+            touched = k.policy.rec_touched_modified
+            if touched:
+                flags |= R.TOUCHED
             if flag & REGS:
                 flags = flags | REGS_EN if flags & REGS else flags & ~REGS_EN
             if flag & TRAMP:
                 flags = flags | TRAMP_EN if flags & TRAMP else flags & ~TRAMP_EN
+            if touched and flags & (DIRECT | R.IPMODIFY):  # anything that modifies the function
+                flags |= R.MODIFIED
             if flag & DIRECT:
                 if count == 1:
                     flags = flags | DIRECT_EN if flags & DIRECT else flags & ~DIRECT_EN
@@ -550,7 +569,7 @@ def ftrace_check_record(k: Kernel, i: int, enable: bool, update: bool) -> int:
         return FTRACE_UPDATE_MAKE_CALL if flag & ENABLED else FTRACE_UPDATE_MODIFY_CALL
     if update:
         if not count:
-            flags &= DISABLED
+            flags &= ftrace_noclear_flags(k)
         else:
             flags &= ~(ENABLED | TRAMP_EN | REGS_EN | DIRECT_EN)
         k.set_flags(i, flags)
@@ -571,7 +590,7 @@ def ftrace_get_addr_new(k: Kernel, i: int) -> Addr:
     """ftrace_get_addr_new() (ftrace.c): what record ``i``'s call site should call (from wants)."""
     flags = k.get_flags(i)
     ip = k.cat.ip(i)
-    if flags & R.DIRECT and ftrace_rec_count(flags) == 1:
+    if flags & R.DIRECT and ftrace_rec_count(flags, k.ref_max) == 1:
         addr = ftrace_find_rec_direct(k, ip)
         if addr:
             return addr
@@ -725,9 +744,10 @@ def ftrace_shutdown(k: Kernel, ops: ftrace_ops, command: int = 0) -> int:
         ops.old_hash.notrace_hash = ops.hash.notrace_hash
         ftrace_run_update_code(k, command)
         if not k.ftrace_ops_list:
-            # sanity check: every record must be back to its boot flags (only DISABLED may stay)
+            # sanity check: every record must be back to its boot flags (FTRACE_NOCLEAR_FLAGS may stay)
+            noclear = ftrace_noclear_flags(k)
             for r in list(k.touched_records()):
-                if FTRACE_WARN_ON(k, bool(r.flags & ~R.DISABLED), "ftrace_shutdown",
+                if FTRACE_WARN_ON(k, bool(r.flags & ~noclear), "ftrace_shutdown",
                                   f"{k.cat.name_of_ip(r.ip)} flags:{r.flags:x} after the last ops left"):
                     break
         ops.old_hash.filter_hash = None

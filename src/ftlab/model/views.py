@@ -76,7 +76,7 @@ def arch_ftrace_trampoline_func(k: Kernel, ops: ftrace_ops | None, flags: int) -
 def print_enabled_record(k: Kernel, ip: int, flags: int) -> str:
     """One enabled_functions entry (t_show with FTRACE_ITER_ENABLED), without the final newline."""
     out = [k.cat.sym_of_ip(ip)]
-    out.append(f" ({ftrace_rec_count(flags)})" + (" R" if flags & R.REGS else "  ")
+    out.append(f" ({ftrace_rec_count(flags, k.ref_max)})" + (" R" if flags & R.REGS else "  ")
                + (" I" if flags & R.IPMODIFY else "  ") + (" D" if flags & R.DIRECT else "  "))
     if flags & R.TRAMP_EN:
         ops = ftrace_find_tramp_ops_any(k, ip)

@@ -147,6 +147,22 @@ class Policy:
     #: __disarm_kprobe_ftrace returns 0 at once once ftrace is killed (e113f0b46d19)
     kprobe_disarm_when_killed: bool = False
 
+    # -- include/linux/ftrace.h: struct dyn_ftrace ----------------------------------------------
+    #: FTRACE_REF_MAX_SHIFT: the low bits of dyn_ftrace->flags that count the record's users (23
+    #: up to 6.2; 19 from 6.4, below CALL_OPS, CALL_OPS_EN, TOUCHED and MODIFIED)
+    FTRACE_REF_MAX_SHIFT: int = 23
+    #: FTRACE_FL_CALL_OPS / CALL_OPS_EN exist (v6.3, "ftrace: Add DYNAMIC_FTRACE_WITH_CALL_OPS"):
+    #: enabled_functions prints their ``O`` column; x86_64 has no DYNAMIC_FTRACE_WITH_CALL_OPS, so
+    #: it never sets them
+    rec_call_ops: bool = False
+    #: FTRACE_FL_TOUCHED and FTRACE_FL_MODIFIED exist (v6.4: 6ce2c04fcbca "ftrace: Add MODIFIED flag
+    #: to show if IPMODIFY or direct was attached", "ftrace: Show all functions ever enabled in
+    #: touched_functions"): ftrace_check_record sets ENABLED|TOUCHED on an update that enables a
+    #: record and MODIFIED if the record has DIRECT or IPMODIFY then; nothing clears them
+    #: (FTRACE_NOCLEAR_FLAGS); enabled_functions prints the ``M`` column; tracefs has
+    #: touched_functions
+    rec_touched_modified: bool = False
+
     changes: tuple[str, ...] = ()
     mutations: tuple[str, ...] = ()
 
@@ -179,7 +195,8 @@ class Policy:
 
 #: The table's data (what an overlay may also replace, but no function).
 _DATA: frozenset[str] = frozenset({"ftrace_ops_cmd", "MULTI_FLAGS", "has_share_ipmodify_flag", "BPF_TRAMP_F",
-                                   "kprobe_ftrace_kill", "kprobe_disarm_when_killed"})
+                                   "kprobe_ftrace_kill", "kprobe_disarm_when_killed",
+                                   "FTRACE_REF_MAX_SHIFT", "rec_call_ops", "rec_touched_modified"})
 #: The names of the table's function slots.
 _SLOTS: frozenset[str] = frozenset(
     f.name for f in dataclasses.fields(Policy)

@@ -6,8 +6,10 @@ e113f0b46d19 (``OVERLAYS``: :mod:`.changes`), as Debian ships it from 6.12.78 on
 ``linux-6.12.58`` is ``BASE`` plus d05cb470663a, a 6.12 build before the live patch + fexit fix.
 What differs from 6.1: :mod:`.ftrace` (the direct API without ``_multi``, ops->direct_call),
 :mod:`.trampoline` (image sizes, the retry that frees the image, no module references), and
-kprobes going inert once ftrace is killed (1a7d0890dd4a, v6.10). The IPMODIFY rules are the
-merged design's (:mod:`..merged`), the same code as 6.1's.
+kprobes going inert once ftrace is killed (1a7d0890dd4a, v6.10), and the table's data for the
+records: the dyn_ftrace flags CALL_OPS (v6.3; never set on x86_64), TOUCHED and MODIFIED (v6.4),
+with FTRACE_REF_MAX_SHIFT 19. The IPMODIFY rules are the merged design's (:mod:`..merged`), the
+same code as 6.1's.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ BASE = Policy(
     bpf_trampoline_update=bpf_trampoline_update,
     bpf_tramp_ftrace_ops_func=merged.bpf_tramp_ftrace_ops_func,
     kprobe_ftrace_kill=True,
+    FTRACE_REF_MAX_SHIFT=19, rec_call_ops=True, rec_touched_modified=True,
 )
 
 #: The registry's changes, as this base takes them.
