@@ -58,6 +58,20 @@ if TYPE_CHECKING:  # pragma: no cover
     TrFn = Callable[[Kernel, bpf_trampoline], None]
 
 
+#: %pS sizes (``symbol+0x0/0x<size>``: kallsyms' distance to the next symbol) of the ftrace symbols
+#: that records and views print, as Debian's 6.1.0-56/-57-amd64 has them (measured: FACTS.md of
+#: tests/data/oracle-6.12, real-kernel-oracle.md): every version's table unless it has its own.
+SYMBOL_SIZES_6_1: Mapping[str, int] = types.MappingProxyType({
+    "ftrace_regs_caller": 0x58,
+    "call_direct_funcs": 0x30,
+    "arch_ftrace_ops_list_func": 0x1D0,
+    "klp_ftrace_handler": 0x110,
+    "kprobe_ftrace_handler": 0x1B0,
+    "function_trace_call": 0x120,
+    "ftrace_graph_func": 0x10,
+})
+
+
 class _Absent:
     """The entry of a slot that a kernel version does not have: calling it is a ModelError."""
 
@@ -163,6 +177,11 @@ class Policy:
     #: touched_functions
     rec_touched_modified: bool = False
 
+    # -- what %pS prints -------------------------------------------------------------------------
+    #: the sizes of the version's ftrace symbols as %pS prints them (kallsyms), where measured;
+    #: other symbols get views.DEFAULT_SIZE, BPF images their own size
+    symbol_sizes: Mapping[str, int] = field(default_factory=lambda: SYMBOL_SIZES_6_1)
+
     changes: tuple[str, ...] = ()
     mutations: tuple[str, ...] = ()
 
@@ -196,7 +215,8 @@ class Policy:
 #: The table's data (what an overlay may also replace, but no function).
 _DATA: frozenset[str] = frozenset({"ftrace_ops_cmd", "MULTI_FLAGS", "has_share_ipmodify_flag", "BPF_TRAMP_F",
                                    "kprobe_ftrace_kill", "kprobe_disarm_when_killed",
-                                   "FTRACE_REF_MAX_SHIFT", "rec_call_ops", "rec_touched_modified"})
+                                   "FTRACE_REF_MAX_SHIFT", "rec_call_ops", "rec_touched_modified",
+                                   "symbol_sizes"})
 #: The names of the table's function slots.
 _SLOTS: frozenset[str] = frozenset(
     f.name for f in dataclasses.fields(Policy)

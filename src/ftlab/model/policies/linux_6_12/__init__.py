@@ -14,6 +14,9 @@ same code as 6.1's.
 
 from __future__ import annotations
 
+import types
+from collections.abc import Mapping
+
 from .. import Overlay, Policy, merged, shared
 from ..merged import ftrace_ops_cmd
 from ..registry import (
@@ -41,6 +44,21 @@ from .trampoline import (  # noqa: F401 (re-exported)
     unregister_fentry,
 )
 
+#: %pS sizes of Debian's 6.12.95+deb12-amd64, measured in the oracle's guest (kallsyms' distance to
+#: the next symbol, and every record printed: tests/data/oracle-6.12/FACTS.md, section 2);
+#: ftrace_stub is what touched_functions' count-0 records name while no ops is registered.
+SYMBOL_SIZES: Mapping[str, int] = types.MappingProxyType({
+    "ftrace_caller": 0x74,
+    "ftrace_regs_caller": 0x65,
+    "call_direct_funcs": 0x20,
+    "arch_ftrace_ops_list_func": 0x1D0,
+    "klp_ftrace_handler": 0x100,
+    "kprobe_ftrace_handler": 0x1D0,
+    "function_trace_call": 0x110,
+    "ftrace_graph_func": 0x20,
+    "ftrace_stub": 0x20,
+})
+
 BASE = Policy(
     name=__name__, kernel="Linux 6.12", description="the 6.12 base",
     ftrace_ops_cmd=ftrace_ops_cmd, MULTI_FLAGS=int(MULTI_FLAGS), has_share_ipmodify_flag=False,
@@ -66,6 +84,7 @@ BASE = Policy(
     bpf_tramp_ftrace_ops_func=merged.bpf_tramp_ftrace_ops_func,
     kprobe_ftrace_kill=True,
     FTRACE_REF_MAX_SHIFT=19, rec_call_ops=True, rec_touched_modified=True,
+    symbol_sizes=SYMBOL_SIZES,
 )
 
 #: The registry's changes, as this base takes them.
