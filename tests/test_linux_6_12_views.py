@@ -120,3 +120,78 @@ def test_the_sizes_of_each_kernel(policy, sizes):
     k = kernel(policy)
     for sym, size in sizes.items():
         assert pS(k, sym) == f"{sym}+0x0/0x{size:x}"
+
+
+# ---------------------------------------------------------------------------------------------
+# BPF trampoline image sizes (FACTS.md section 2: every size the real 6.12.95 printed)
+# ---------------------------------------------------------------------------------------------
+#: (programs on the trampoline, target, under a live patch) -> direct-->bpf_trampoline_<key>+0x0/<size>
+IMAGE_SIZES = [
+    (("fentry",), "cmdline_proc_show", False, 0xAC), (("fentry",), "cmdline_proc_show", True, 0xAC),
+    (("fentry",), "security_task_getsid", False, 0xA4), (("fentry",), "security_task_getsid", True, 0xA4),
+    (("fexit",), "cmdline_proc_show", False, 0xE0), (("fexit",), "cmdline_proc_show", True, 0xE1),
+    (("fexit",), "security_task_getsid", False, 0xD8),
+    (("fmod_ret",), "security_task_getsid", False, 0xEE), (("fmod_ret",), "security_task_getsid", True, 0xEE),
+    (("fentry", "fexit"), "cmdline_proc_show", False, 0x120), (("fentry", "fexit"), "cmdline_proc_show", True, 0x121),
+    (("fexit", "fexit"), "version_proc_show", False, 0x120),
+    (("fentry", "fmod_ret"), "security_task_getsid", False, 0x12E),
+    (("fexit", "fmod_ret"), "security_task_getsid", True, 0x12E),
+    (("fmod_ret", "fmod_ret"), "security_task_getsid", False, 0x13E),
+    (("fentry", "fentry", "fexit"), "version_proc_show", False, 0x160),
+    (("fentry", "fexit", "fexit"), "version_proc_show", False, 0x160),
+    (("fentry", "fexit", "fmod_ret"), "security_task_getsid", False, 0x16E),
+    (("fexit", "fmod_ret", "fmod_ret"), "security_task_getsid", True, 0x17E),
+    (("fmod_ret",) * 3, "security_task_getsid", False, 0x18E),
+    (("fentry", "fentry", "fexit", "fexit"), "version_proc_show", False, 0x1A0),
+    (("fentry", "fentry", "fexit", "fexit"), "version_proc_show", True, 0x1A1),
+    (("fentry", "fexit", "fmod_ret", "fmod_ret"), "security_task_getsid", False, 0x1BE),
+    (("fexit",) + ("fmod_ret",) * 3, "security_task_getsid", False, 0x1CE),
+    (("fentry", "fexit") + ("fmod_ret",) * 3, "security_task_getsid", False, 0x20E),
+]
+
+
+@pytest.mark.parametrize("progs,target,patched,size", IMAGE_SIZES)
+def test_bpf_trampoline_image_sizes_are_the_real_ones(progs, target, patched, size):
+    from ftlab import catalogues
+    from ftlab.model.clients import bpf
+
+    k = Kernel(catalogues.embedded("linux-6.12"), policy="linux-6.12")
+    if patched:
+        assert livepatch.livepatch_enable(k, "p1", [target]) == 0
+    for n, kind in enumerate(progs):
+        assert bpf.bpf_attach(k, bpf.BpfProgram(f"p{n}", kind, target)) == 0
+    assert "\tdirect-->bpf_trampoline_" in enabled_functions(k, {target})
+    assert enabled_functions(k, {target}).rstrip("\n").endswith(f"+0x0/0x{size:x}")
+    assert not k.ftrace_disabled and k.warnings == []
+
+
+def test_a_module_functions_image_is_sized_from_its_modules_btf():
+    from ftlab import catalogues
+    from ftlab.model.clients import bpf
+
+    k = Kernel(catalogues.oracle_guest("linux-6.12"), policy="linux-6.12")
+    assert k.cat.func_model(k.cat.index(k.cat.lookup("9p:v9fs_statfs"))) == ((8, False), (8, False))
+    assert bpf.bpf_attach(k, bpf.BpfProgram("fx", "fexit", "9p:v9fs_statfs")) == 0
+    assert enabled_functions(k, {"v9fs_statfs [9p]"}).rstrip("\n").endswith("+0x0/0xe0")
+
+
+def test_image_sizes_follow_the_jit_for_other_prototypes():
+    from ftlab.model.policies.linux_6_12 import BPF_TRAMP_F as T
+    from ftlab.model.policies.linux_6_12.bpf_jit import FALLBACK_MODEL
+    from ftlab.model.policies.linux_6_12.bpf_jit import __arch_prepare_bpf_trampoline_len as size
+
+    ptr = (8, False)
+    fexit = int(T.CALL_ORIG | T.SKIP_FRAME)
+    # each register argument: a store before the programs, a load before the original call
+    assert [size((ptr,) * n, fexit, (0, 1, 0), T) for n in range(1, 7)] == [0xD8 + 8 * n for n in range(6)]
+    assert size((), fexit, (0, 1, 0), T) == 0xD0 - 3  # nr_regs 0: "xor eax, eax" instead of "mov eax, 0"
+    # a seventh argument comes on the caller's stack: copied (load + store) for the programs and again
+    # for the original call; a 4-byte one also gets its upper half cleared each time (clean_stack_garbage)
+    six = size((ptr,) * 6, fexit, (0, 1, 0), T)
+    assert size((ptr,) * 7, fexit, (0, 1, 0), T) == six + 16
+    assert size((ptr,) * 6 + ((4, False),), fexit, (0, 1, 0), T) == six + 16 + 2 * 7
+    # a 16-byte struct takes two registers
+    assert size(((16, True),), fexit, (0, 1, 0), T) == size((ptr, ptr), fexit, (0, 1, 0), T)
+    # more than MAX_BPF_FUNC_ARGS registers: -ENOTSUPP
+    assert size(((16, True),) * 7, fexit, (0, 1, 0), T) == -524
+    assert len(FALLBACK_MODEL) == 5
