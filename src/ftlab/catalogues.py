@@ -12,8 +12,10 @@ The model (:class:`ftlab.model.catalogue.Catalogue`) takes names; this shell rea
 
 Where ftlab ships a kernel's per-record data next to its catalogue (made by
 :mod:`ftlab.oracle.recorddata` from the real guest and the kernel's BTF), the embedded catalogues
-carry them (:class:`~ftlab.model.catalogue.Catalogue`'s ``func_models``):
-``<name>.func_models.gz`` (its functions' BTF models: 6.12's, which size its BPF trampoline images).
+carry them (:class:`~ftlab.model.catalogue.Catalogue`'s ``func_models`` and ``fentry_offsets``):
+``<name>.func_models.gz`` (its functions' BTF models: 6.12's, which size its BPF trampoline images)
+and ``<name>.records_at_offset_0.gz`` (the records at their symbol; all others are at symbol + 4,
+after an endbr64: 6.12's IBT).
 
 Every problem with a file is an :class:`~ftlab.errors.InputError` naming it.
 """
@@ -63,6 +65,19 @@ def parse_func_model(token: str) -> FuncModel | None:
 
 
 @functools.cache
+def fentry_offsets(name: str, records: int) -> tuple[int, ...] | None:
+    """Per record of catalogue ``name`` (``records`` long), its call site's offset from its symbol:
+    0 for the shipped list of records at offset 0, 4 for every other (None if ftlab ships no list)."""
+    lines = _data_lines(f"{name}.records_at_offset_0.gz")
+    if lines is None:
+        return None
+    offsets = [4] * records
+    for ln in lines:
+        offsets[int(ln)] = 0
+    return tuple(offsets)
+
+
+@functools.cache
 def func_models(name: str) -> tuple[FuncModel | None, ...] | None:
     """The shipped BTF models of catalogue ``name``'s records (None if ftlab has none for it)."""
     lines = _data_lines(f"{name}.func_models.gz")
@@ -98,7 +113,7 @@ def parse_embedded(name: str = EMBEDDED_NAME) -> Catalogue:
     """A freshly parsed copy of the embedded catalogue ``name`` with its shipped per-record data
     (:func:`embedded` parses it once)."""
     names = gzip.decompress(_data(f"{name}.available_filter_functions.gz")).decode("utf-8").split()
-    return Catalogue(names, name, func_models=func_models(name))
+    return Catalogue(names, name, fentry_offsets=fentry_offsets(name, len(names)), func_models=func_models(name))
 
 
 def _info(policy: str | None) -> tuple[str, str]:
@@ -129,8 +144,10 @@ def _oracle_guest(name: str, modules: str) -> Catalogue:
     fm, mod_fm = emb.func_models, func_models(modules)
     models = None if fm is None and mod_fm is None else (
         (fm or (None,) * len(emb)) + (mod_fm or (None,) * len(mods)))
+    fo, mod_fo = emb.fentry_offsets, fentry_offsets(modules, len(mods))
+    offsets = None if fo is None and mod_fo is None else (fo or (0,) * len(emb)) + (mod_fo or (0,) * len(mods))
     return Catalogue(emb.names + mods.names, ORACLE_GUEST_NAME, (None,) * len(emb.names) + mods.modules,
-                     func_models=models)
+                     fentry_offsets=offsets, func_models=models)
 
 
 def oracle_guest(policy: str | None = None) -> Catalogue:

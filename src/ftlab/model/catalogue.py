@@ -177,6 +177,12 @@ class Catalogue:
         """How far record ``index``'s call site is from its function's symbol (4 after an endbr64)."""
         return 0 if self.fentry_offsets is None else self.fentry_offsets[index]
 
+    def sym_off_of_ip(self, ip: int) -> str:
+        """``name+0x<off>``: a record's call site as %pS names it, without the size (``off`` is
+        :meth:`fentry_offset`; the model knows no function sizes)."""
+        i = (ip - IP_BASE) // IP_STRIDE
+        return f"{self.names[i]}+0x{self.fentry_offset(i):x}"
+
     def func_model(self, index: int) -> FuncModel | None:
         """The BTF model of record ``index``'s function, if known (see the module docstring)."""
         return None if self.func_models is None else self.func_models[index]
