@@ -35,6 +35,12 @@ class FTRACE_OPS_FL(enum.IntFlag):
     SHARE_IPMODIFY = 1 << 18
 
 
+#: FTRACE_OPS_FL_SUBOP (include/linux/ftrace.h, v6.11+): the ops is a subops of a manager ops
+#: (ftrace_startup_subops). The same bit as the seed's SHARE_IPMODIFY, which no merged kernel has;
+#: only subops carry it, and a subops is never on ftrace_ops_list.
+FTRACE_OPS_FL_SUBOP = 1 << 18
+
+
 class FTRACE_FL(enum.IntFlag):
     """dyn_ftrace->flags (include/linux/ftrace.h): ENABLED .. DIRECT_EN as 5.18, the v2-era tree and
     6.1 have them; CALL_OPS and CALL_OPS_EN (v6.3), TOUCHED and MODIFIED (v6.4) as 6.12 has them.

@@ -139,6 +139,10 @@ class Policy:
     modify_direct_body: DirectFn
     #: call_direct_funcs: the func of every direct ops (the trampoline by ip until 6.3, ops->direct_call from 6.4)
     call_direct_funcs: Callable[[Kernel, ftrace_ops, CallContext], None]
+    #: ftrace_hash_move_and_update_ops(ops, new_hash, enable): a filter or notrace write (6.11+:
+    #: a subops', or that of a disabled ops whose hash an enabled subops shares, goes through the
+    #: manager: ftrace_hash_move_and_update_subops)
+    ftrace_hash_move_and_update_ops: Callable[[Kernel, ftrace_ops, ftrace_hash, bool], int]
 
     # -- kernel/bpf/trampoline.c, include/linux/bpf.h ----------------------------------------
     #: BPF_TRAMP_F_* of the version's bpf.h
@@ -176,6 +180,13 @@ class Policy:
     #: (FTRACE_NOCLEAR_FLAGS); enabled_functions prints the ``M`` column; tracefs has
     #: touched_functions
     rec_touched_modified: bool = False
+
+    # -- kernel/trace/fgraph.c ------------------------------------------------------------------
+    #: FGRAPH_ARRAY_SIZE (v6.11, "ftrace: Rewrite of function graph to allow multiple users"): up
+    #: to this many function-graph users, each a subops of the manager graph_ops (registered once,
+    #: filter the union, notrace the intersection), -ENOSPC beyond; 0: before 6.11, one user,
+    #: graph_ops itself on global_ops' hash, -EBUSY for a second
+    fgraph_array_size: int = 0
 
     # -- what %pS prints -------------------------------------------------------------------------
     #: the sizes of the version's ftrace symbols as %pS prints them (kallsyms), where measured;
@@ -216,7 +227,7 @@ class Policy:
 _DATA: frozenset[str] = frozenset({"ftrace_ops_cmd", "MULTI_FLAGS", "has_share_ipmodify_flag", "BPF_TRAMP_F",
                                    "kprobe_ftrace_kill", "kprobe_disarm_when_killed",
                                    "FTRACE_REF_MAX_SHIFT", "rec_call_ops", "rec_touched_modified",
-                                   "symbol_sizes"})
+                                   "symbol_sizes", "fgraph_array_size"})
 #: The names of the table's function slots.
 _SLOTS: frozenset[str] = frozenset(
     f.name for f in dataclasses.fields(Policy)
