@@ -60,8 +60,9 @@ btf_obj_id(vmlinux) = 1 (the first BTF object) and a synthetic ``btf_id`` = reco
 uses its module's BTF object: synthetic ids 2, 3, ... in the catalogue's module order. The model uses an
 image's ksym name as its code address. Where two live images would share a name (6.1, after
 the selector was removed), the model appends ``#n`` to tell them apart; %pS
-(:func:`ftlab.model.views.pS`) strips it. Images are one page: %pS prints
-``bpf_trampoline_<key>...+0x0/0x1000``.
+(:func:`ftlab.model.views.pS`) strips it. Images are one page before 6.8 (%pS prints
+``bpf_trampoline_<key>...+0x0/0x1000``); from 6.8 as long as their code, which the version's
+``bpf_tramp_image_alloc`` is given (6.12: arch_bpf_trampoline_size).
 
 Not modelled: freplace (extension) programs, targets that are not ftrace locations
 (bpf_arch_text_poke raises :class:`~ftlab.errors.ModelError`), the unloading of a target
