@@ -11,13 +11,14 @@ from pydantic import Field
 
 from ..model import calls, views
 from ..model.clients import bpf, livepatch, tracer
+from ..model.errno import Errno
 from ..model.flags import FTRACE_FL
 from ..model.kernel import Kernel
 from .base import FuncRef, Outcome, RunContext, StepBase, StepKind, Words
 
 #: The views ``show`` knows, in the order ``ftlab schema`` lists them.
 VIEWS = ("enabled_functions", "livepatch", "ops", "direct_functions", "trampolines", "locks",
-         "set_ftrace_filter", "set_ftrace_notrace")
+         "set_ftrace_filter", "set_ftrace_notrace", "touched_functions")
 
 
 class CallStep(StepBase):
@@ -52,10 +53,12 @@ def trace_dict(trace: calls.CallTrace) -> dict[str, Any]:
             "warnings": [str(w) for w in trace.warnings]}
 
 
-def show_view(k: Kernel, name: str) -> str:
-    """The text of view ``name``."""
+def show_view(k: Kernel, name: str) -> str | None:
+    """The text of view ``name`` (None: the policy's kernel has no such file)."""
     if name == "enabled_functions":
         return views.enabled_functions(k)
+    if name == "touched_functions":
+        return views.touched_functions(k)
     if name == "livepatch":
         return livepatch.livepatch_sysfs(k)
     if name == "ops":
@@ -124,5 +127,12 @@ def parse_call(w: Words) -> CallStep:
 
 KINDS_CALL = StepKind("call", CallStep, apply_call, lambda s: f"call {s.call}",
                       functions=lambda s: [FuncRef(name=s.call, sympos=s.sympos)], syntax="call F", parse=parse_call)
-KINDS_SHOW = StepKind("show", ShowStep, lambda run, s: Outcome(0, None, show_view(run.k, s.show)),
-                      lambda s: f"show {s.show}")
+def apply_show(run: RunContext, step: ShowStep) -> Outcome:
+    """``cat`` the view's file: -ENOENT where the policy's kernel has none (6.1's touched_functions)."""
+    text = show_view(run.k, step.show)
+    if text is None:
+        return Outcome(-Errno.ENOENT, None, None)
+    return Outcome(0, None, text)
+
+
+KINDS_SHOW = StepKind("show", ShowStep, apply_show, lambda s: f"show {s.show}")

@@ -60,8 +60,9 @@ btf_obj_id(vmlinux) = 1 (the first BTF object) and a synthetic ``btf_id`` = reco
 uses its module's BTF object: synthetic ids 2, 3, ... in the catalogue's module order. The model uses an
 image's ksym name as its code address. Where two live images would share a name (6.1, after
 the selector was removed), the model appends ``#n`` to tell them apart; %pS
-(:func:`ftlab.model.views.pS`) strips it. Images are one page: %pS prints
-``bpf_trampoline_<key>...+0x0/0x1000``.
+(:func:`ftlab.model.views.pS`) strips it. Images are one page before 6.8 (%pS prints
+``bpf_trampoline_<key>...+0x0/0x1000``); from 6.8 as long as their code, which the version's
+``bpf_tramp_image_alloc`` is given (6.12: arch_bpf_trampoline_size).
 
 Not modelled: freplace (extension) programs, targets that are not ftrace locations
 (bpf_arch_text_poke raises :class:`~ftlab.errors.ModelError`), the unloading of a target
@@ -416,8 +417,9 @@ def arch_prepare_bpf_trampoline(k: Kernel, im: bpf_tramp_image, flags: int,
     """arch_prepare_bpf_trampoline() (arch/x86/net/bpf_jit_comp.c), all policies: JIT into ``im``.
 
     The model records what is compiled in: the flags (as the policy's BPF_TRAMP_F), the
-    programs per kind and orig_call = func + X86_PATCH_SIZE (6.1 also skips a leading endbr64,
-    which the model does not have), i.e. the original body (address ``<name>``). ORIG_STACK
+    programs per kind and orig_call = func + X86_PATCH_SIZE, after a leading endbr64 where the
+    function has one (is_endbr: the catalogue's ``fentry_offsets``, 6.12's IBT), i.e. the original
+    body (address ``<name>``). ORIG_STACK
     (seed-v2 4/5: ``call *rax``; 6.1: ``call *rbx``) makes the image call [rbp+8] instead and is
     ignored without CALL_ORIG; 5.18 has no such bit. An architecture without a BPF trampoline
     JIT for kernel functions gets the weak default's -ENOTSUPP (trampoline.c). Argument-count
@@ -605,7 +607,9 @@ def run_bpf_trampoline(k: Kernel, ctx: CallContext, addr: Addr) -> int:
             ctx.emit("orig_call", f"[rbp+8] {addr_str(target)}")
         else:
             target = im.orig_call
-            ctx.emit("orig_call", f"func+{X86_PATCH_SIZE} {addr_str(target)}")
+            i = k.cat.index(im.ip)
+            skip = (k.cat.fentry_offset(i) if i is not None else 0) + X86_PATCH_SIZE  # endbr64, then the call
+            ctx.emit("orig_call", f"func+{skip} {addr_str(target)}")
         retval = run_body(k, ctx, target)
     for p in im.progs[kinds.BPF_TRAMP_FEXIT]:
         ctx.programs.append(p.name)

@@ -15,6 +15,15 @@ plain names in every object (ftrace_match_record compares the symbol only).
 The model takes records: a catalogue is built from names (:meth:`Catalogue.synthetic`) or from
 a file's text (:meth:`Catalogue.from_text`); reading files, and the catalogues shipped with
 ftlab, are the shell's (:mod:`ftlab.catalogues`).
+
+Two facts per record can come with the names, where a kernel's data were measured (the shell
+hands them over; a catalogue without them has neither):
+
+* ``fentry_offsets``: where the record (its ``__fentry__`` call site, rec->ip) sits in its
+  function: 0, or 4 after an ``endbr64`` (x86 IBT, Debian's 6.12): what %pS of rec->ip prints
+  (``func+0x4``), and where a kprobe on the function or a BPF program's orig_call lands;
+* ``func_models``: its function's BTF model as btf_distill_func_proto makes it (per argument its
+  size in bytes and whether it is a struct), None where the function has none a trampoline can use.
 """
 
 from __future__ import annotations
@@ -27,6 +36,10 @@ from .glob import match_records  # glob.py imports Catalogue only for type hints
 
 _T = TypeVar("_T")
 
+#: A function's BTF model (struct btf_func_model as btf_distill_func_proto fills it, include/linux/bpf.h):
+#: per argument, its size in bytes and whether it is a struct (BTF_FMODEL_STRUCT_ARG).
+FuncModel = tuple[tuple[int, bool], ...]
+
 #: First synthetic address (x86_64 kernel text starts at 0xffffffff81000000).
 IP_BASE = 0xFFFFFFFF81000000
 #: Distance between two synthetic record addresses.
@@ -38,12 +51,23 @@ INVALID_PREFIX = "__ftrace_invalid_address___"
 class Catalogue:
     """An immutable list of traceable functions (records) with synthetic addresses."""
 
-    __slots__ = ("source", "names", "modules", "_by_name", "_scope", "invalid", "_derived", "__weakref__")
+    __slots__ = ("source", "names", "modules", "_by_name", "_scope", "invalid", "_derived", "fentry_offsets",
+                 "func_models", "__weakref__")
 
     def __init__(self, names: Sequence[str], source: str = "<synthetic>",
-                 modules: Sequence[str | None] | None = None) -> None:
+                 modules: Sequence[str | None] | None = None, *,
+                 fentry_offsets: Sequence[int] | None = None,
+                 func_models: Sequence[FuncModel | None] | None = None) -> None:
         self.source = source
         self.names: tuple[str, ...] = tuple(names)
+        for what, col in (("fentry_offsets", fentry_offsets), ("func_models", func_models)):
+            if col is not None and len(col) != len(self.names):
+                raise ModelError(f"Catalogue: {what} has {len(col)} entries for {len(self.names)} records")
+        #: per record: the offset of its call site from its function's symbol (None: all 0)
+        self.fentry_offsets: tuple[int, ...] | None = tuple(fentry_offsets) if fentry_offsets is not None else None
+        #: per record: its function's BTF model (None: not known for any record)
+        self.func_models: tuple[FuncModel | None, ...] | None = (tuple(func_models) if func_models is not None
+                                                                  else None)
         #: the module of each record (None: vmlinux); None when every record is vmlinux's
         self.modules: tuple[str | None, ...] | None = None
         if modules is not None and any(m is not None for m in modules):
@@ -148,6 +172,20 @@ class Catalogue:
     def name_of_ip(self, ip: int) -> str:
         """Name of the record at ``ip`` (caller guarantees ``ip`` is a call site), without its module."""
         return self.names[(ip - IP_BASE) // IP_STRIDE]
+
+    def fentry_offset(self, index: int) -> int:
+        """How far record ``index``'s call site is from its function's symbol (4 after an endbr64)."""
+        return 0 if self.fentry_offsets is None else self.fentry_offsets[index]
+
+    def sym_off_of_ip(self, ip: int) -> str:
+        """``name+0x<off>``: a record's call site as %pS names it, without the size (``off`` is
+        :meth:`fentry_offset`; the model knows no function sizes)."""
+        i = (ip - IP_BASE) // IP_STRIDE
+        return f"{self.names[i]}+0x{self.fentry_offset(i):x}"
+
+    def func_model(self, index: int) -> FuncModel | None:
+        """The BTF model of record ``index``'s function, if known (see the module docstring)."""
+        return None if self.func_models is None else self.func_models[index]
 
     def module_of(self, index: int) -> str | None:
         """The module of record ``index`` (None: vmlinux)."""

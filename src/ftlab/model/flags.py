@@ -35,11 +35,20 @@ class FTRACE_OPS_FL(enum.IntFlag):
     SHARE_IPMODIFY = 1 << 18
 
 
-class FTRACE_FL(enum.IntFlag):
-    """dyn_ftrace->flags (include/linux/ftrace.h, identical in 5.18, v2-era and 6.1).
+#: FTRACE_OPS_FL_SUBOP (include/linux/ftrace.h, v6.11+): the ops is a subops of a manager ops
+#: (ftrace_startup_subops). The same bit as the seed's SHARE_IPMODIFY, which no merged kernel has;
+#: only subops carry it, and a subops is never on ftrace_ops_list.
+FTRACE_OPS_FL_SUBOP = 1 << 18
 
-    The low FTRACE_REF_MAX_SHIFT bits hold the reference count; there are no CALL_OPS bits
-    (those came with 6.3).
+
+class FTRACE_FL(enum.IntFlag):
+    """dyn_ftrace->flags (include/linux/ftrace.h): ENABLED .. DIRECT_EN as 5.18, the v2-era tree and
+    6.1 have them; CALL_OPS and CALL_OPS_EN (v6.3), TOUCHED and MODIFIED (v6.4) as 6.12 has them.
+
+    The low ``FTRACE_REF_MAX_SHIFT`` bits hold the reference count: 23 bits up to 6.2, 19 from 6.4,
+    where the four later bits sit in what was the count (the policy's ``FTRACE_REF_MAX_SHIFT``).
+    A version sets only the bits its header has (the policy's ``rec_call_ops``,
+    ``rec_touched_modified``); x86_64 never sets CALL_OPS (no DYNAMIC_FTRACE_WITH_CALL_OPS).
     """
 
     ENABLED = 1 << 31
@@ -51,15 +60,21 @@ class FTRACE_FL(enum.IntFlag):
     DISABLED = 1 << 25
     DIRECT = 1 << 24
     DIRECT_EN = 1 << 23
+    CALL_OPS = 1 << 22
+    CALL_OPS_EN = 1 << 21
+    TOUCHED = 1 << 20
+    MODIFIED = 1 << 19
 
 
+#: FTRACE_REF_MAX_SHIFT of 5.18 .. 6.2 (6.4 and later: 19, the policy's ``FTRACE_REF_MAX_SHIFT``).
 FTRACE_REF_MAX_SHIFT = 23
 FTRACE_REF_MAX = (1 << FTRACE_REF_MAX_SHIFT) - 1
 
 
-def ftrace_rec_count(flags: int) -> int:
-    """ftrace_rec_count(): the reference count held in the low bits of dyn_ftrace->flags."""
-    return flags & FTRACE_REF_MAX
+def ftrace_rec_count(flags: int, ref_max: int = FTRACE_REF_MAX) -> int:
+    """ftrace_rec_count(): the reference count held in the low bits of dyn_ftrace->flags
+    (``ref_max``: the version's FTRACE_REF_MAX, ``k.ref_max``)."""
+    return flags & ref_max
 
 
 class ftrace_ops_cmd(enum.IntEnum):
@@ -79,10 +94,11 @@ def ops_flag_names(flags: int) -> str:
     return "|".join(names) if names else "0"
 
 
-def rec_flag_names(flags: int) -> str:
-    """Render dyn_ftrace flags as ``ENABLED|REGS|...`` plus ``count=N``."""
-    names = [f.name or "" for f in FTRACE_FL if flags & f.value]
-    names.append(f"count={ftrace_rec_count(flags)}")
+def rec_flag_names(flags: int, ref_shift: int = FTRACE_REF_MAX_SHIFT) -> str:
+    """Render dyn_ftrace flags as ``ENABLED|REGS|...`` plus ``count=N`` (``ref_shift``: the
+    version's FTRACE_REF_MAX_SHIFT; flags below it are the count)."""
+    names = [f.name or "" for f in FTRACE_FL if flags & f.value and f.value >> ref_shift]
+    names.append(f"count={ftrace_rec_count(flags, (1 << ref_shift) - 1)}")
     return "|".join(names)
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from .errno import Errno
-from .flags import FTRACE_REF_MAX, OPSF, RECF, ftrace_rec_count
+from .flags import FTRACE_OPS_FL_SUBOP, OPSF, RECF, ftrace_rec_count
 from .hash import EMPTY_HASH, ftrace_hash, ftrace_hash_empty, ftrace_lookup_ip, ftrace_ops_hash, hash_contains_ip
 from .kernel import TRAMP_BASE, TRAMP_SIZE, Kernel
 from .locks import mutex_lock, mutex_unlock
@@ -362,7 +362,7 @@ def __ftrace_hash_rec_update(k: Kernel, ops: ftrace_ops, filter_hash: bool, inc:
     invalid = cat.invalid
     dirty = k._dirty
     ip_of = cat.ip
-    REF = FTRACE_REF_MAX
+    REF = k.ref_max
     DISABLED, ENABLED = R.DISABLED, R.ENABLED
     DIRECT, TRAMP, REGS = R.DIRECT, R.TRAMP, R.REGS
     for i in candidates:
@@ -511,15 +511,29 @@ def ftrace_hash_ipmodify_update(k: Kernel, ops: ftrace_ops, new_hash: ftrace_has
 # ---------------------------------------------------------------------------------------------
 # Call-site update
 # ---------------------------------------------------------------------------------------------
+def ftrace_noclear_flags(k: Kernel) -> int:
+    """FTRACE_NOCLEAR_FLAGS (ftrace.c): what a record keeps when its count falls to 0 -- DISABLED,
+    and from 6.4 (``k.policy.rec_touched_modified``) TOUCHED and MODIFIED too."""
+    if k.policy.rec_touched_modified:
+        return R.DISABLED | R.TOUCHED | R.MODIFIED
+    return R.DISABLED
+
+
 def ftrace_check_record(k: Kernel, i: int, enable: bool, update: bool) -> int:
-    """ftrace_check_record() (ftrace.c): what record ``i``'s call site needs; with ``update`` apply it."""
+    """ftrace_check_record() (ftrace.c): what record ``i``'s call site needs; with ``update`` apply it.
+
+    From 6.4 (``k.policy.rec_touched_modified``) an update that enables or changes the record also
+    sets TOUCHED, and MODIFIED if the record has DIRECT or IPMODIFY at that moment; a record whose
+    count is 0 keeps FTRACE_NOCLEAR_FLAGS. CALL_OPS is never set on x86_64, so its part of the
+    kernel's test is always false here.
+    """
     flags = k.get_flags(i)
     ENABLED, DISABLED = R.ENABLED, R.DISABLED
     if flags & DISABLED and not flags & ENABLED:  # skip_record()
         return FTRACE_UPDATE_IGNORE
     REGS, REGS_EN, TRAMP, TRAMP_EN = R.REGS, R.REGS_EN, R.TRAMP, R.TRAMP_EN
     DIRECT, DIRECT_EN = R.DIRECT, R.DIRECT_EN
-    count = flags & FTRACE_REF_MAX
+    count = flags & k.ref_max
     flag = ENABLED if (enable and count) else 0
     if flag:
         if (not flags & REGS) != (not flags & REGS_EN):
@@ -537,10 +551,15 @@ def ftrace_check_record(k: Kernel, i: int, enable: bool, update: bool) -> int:
         flag ^= flags & ENABLED
         if update:
             flags |= ENABLED
+            touched = k.policy.rec_touched_modified
+            if touched:
+                flags |= R.TOUCHED
             if flag & REGS:
                 flags = flags | REGS_EN if flags & REGS else flags & ~REGS_EN
             if flag & TRAMP:
                 flags = flags | TRAMP_EN if flags & TRAMP else flags & ~TRAMP_EN
+            if touched and flags & (DIRECT | R.IPMODIFY):  # anything that modifies the function
+                flags |= R.MODIFIED
             if flag & DIRECT:
                 if count == 1:
                     flags = flags | DIRECT_EN if flags & DIRECT else flags & ~DIRECT_EN
@@ -550,7 +569,7 @@ def ftrace_check_record(k: Kernel, i: int, enable: bool, update: bool) -> int:
         return FTRACE_UPDATE_MAKE_CALL if flag & ENABLED else FTRACE_UPDATE_MODIFY_CALL
     if update:
         if not count:
-            flags &= DISABLED
+            flags &= ftrace_noclear_flags(k)
         else:
             flags &= ~(ENABLED | TRAMP_EN | REGS_EN | DIRECT_EN)
         k.set_flags(i, flags)
@@ -571,7 +590,7 @@ def ftrace_get_addr_new(k: Kernel, i: int) -> Addr:
     """ftrace_get_addr_new() (ftrace.c): what record ``i``'s call site should call (from wants)."""
     flags = k.get_flags(i)
     ip = k.cat.ip(i)
-    if flags & R.DIRECT and ftrace_rec_count(flags) == 1:
+    if flags & R.DIRECT and ftrace_rec_count(flags, k.ref_max) == 1:
         addr = ftrace_find_rec_direct(k, ip)
         if addr:
             return addr
@@ -725,9 +744,10 @@ def ftrace_shutdown(k: Kernel, ops: ftrace_ops, command: int = 0) -> int:
         ops.old_hash.notrace_hash = ops.hash.notrace_hash
         ftrace_run_update_code(k, command)
         if not k.ftrace_ops_list:
-            # sanity check: every record must be back to its boot flags (only DISABLED may stay)
+            # sanity check: every record must be back to its boot flags (FTRACE_NOCLEAR_FLAGS may stay)
+            noclear = ftrace_noclear_flags(k)
             for r in list(k.touched_records()):
-                if FTRACE_WARN_ON(k, bool(r.flags & ~R.DISABLED), "ftrace_shutdown",
+                if FTRACE_WARN_ON(k, bool(r.flags & ~noclear), "ftrace_shutdown",
                                   f"{k.cat.name_of_ip(r.ip)} flags:{r.flags:x} after the last ops left"):
                     break
         ops.old_hash.filter_hash = None
@@ -777,12 +797,195 @@ def ftrace_ops_update_code(k: Kernel, ops: ftrace_ops, old_hash: ftrace_ops_hash
             return
 
 
-def ftrace_hash_move_and_update_ops(k: Kernel, ops: ftrace_ops, new_hash: ftrace_hash, enable: bool) -> int:
-    """ftrace_hash_move_and_update_ops() (ftrace.c)."""
+def __ftrace_hash_move_and_update_ops(k: Kernel, ops: ftrace_ops, new_hash: ftrace_hash, enable: bool) -> int:
+    """__ftrace_hash_move_and_update_ops() (ftrace.c, 6.11+; before, the body of
+    ftrace_hash_move_and_update_ops): install the hash (ftrace_hash_move), then rewrite the call
+    sites (ftrace_ops_update_code)."""
     old = ftrace_ops_hash("old", ops.hash.filter_hash, ops.hash.notrace_hash)
     ret = ftrace_hash_move(k, ops, enable, new_hash)
     if not ret:
         ftrace_ops_update_code(k, ops, old)
+    return ret
+
+
+def ftrace_hash_move_and_update_ops(k: Kernel, ops: ftrace_ops, new_hash: ftrace_hash, enable: bool) -> int:
+    """ftrace_hash_move_and_update_ops() (ftrace.c, up to 6.10): the policy's slot of that name
+    (6.11 routes a subops' hash through its manager first:
+    :func:`ftlab.model.policies.linux_6_12.ftrace.ftrace_hash_move_and_update_ops`)."""
+    return __ftrace_hash_move_and_update_ops(k, ops, new_hash, enable)
+
+
+# ---------------------------------------------------------------------------------------------
+# Subops (v6.11+, 5fccc7552ccb "ftrace: Add subops logic to allow one ops to manage many"):
+# a manager ops, registered once, traces the union of its subops' filters less the intersection
+# of their notrace hashes; function_graph's users are the subops of graph_ops (fgraph.c)
+# ---------------------------------------------------------------------------------------------
+def append_hashes(ops: ftrace_ops) -> ftrace_hash:
+    """append_hashes() (ftrace.c, 6.11+): the union of ``ops``' subops' filter hashes (EMPTY_HASH,
+    i.e. everything, as soon as one is empty)."""
+    ips: set[int] = set()
+    for sub in ops.subop_list:
+        h = sub.hash.filter_hash
+        if ftrace_hash_empty(h):
+            return EMPTY_HASH                         # append_hash: an empty hash does everything
+        assert h is not None
+        ips |= h.ips
+    return ftrace_hash(ips) if ips else EMPTY_HASH
+
+
+def intersect_hashes(ops: ftrace_ops) -> ftrace_hash:
+    """intersect_hashes() (ftrace.c, 6.11+, as 6.12.95 has it): the first subops' turn copies the
+    *manager's* own notrace hash (``ops->func_hash->notrace_hash``), each further subops
+    intersects it with its notrace hash; empty as soon as the result is. With a single subops the
+    manager's notrace hash is therefore returned unchanged."""
+    result: frozenset[int] | None = None
+    for sub in ops.subop_list:
+        if result is None:
+            h = ops.hash.notrace_hash
+            result = h.ips if h is not None else frozenset()
+            continue
+        n = sub.hash.notrace_hash
+        result = result & (n.ips if n is not None else frozenset())   # intersect_hash
+        if not result:
+            break
+    return ftrace_hash(result) if result else EMPTY_HASH
+
+
+def ops_equal(a: ftrace_hash | None, b: ftrace_hash | None) -> bool:
+    """ops_equal() (ftrace.c, 6.11+): the two hashes hold the same ips (NULL and empty alike)."""
+    if ftrace_hash_empty(a) or ftrace_hash_empty(b):
+        return ftrace_hash_empty(a) and ftrace_hash_empty(b)
+    assert a is not None and b is not None
+    return a.ips == b.ips
+
+
+def ftrace_update_ops(k: Kernel, ops: ftrace_ops, filter_hash: ftrace_hash, notrace_hash: ftrace_hash) -> int:
+    """ftrace_update_ops() (ftrace.c, 6.11+): move each hash that differs into the (live) manager."""
+    if not ops_equal(filter_hash, ops.hash.filter_hash):
+        ret = __ftrace_hash_move_and_update_ops(k, ops, filter_hash, True)
+        if ret < 0:
+            return ret
+    if not ops_equal(notrace_hash, ops.hash.notrace_hash):
+        ret = __ftrace_hash_move_and_update_ops(k, ops, notrace_hash, False)
+        if ret < 0:
+            return ret
+    return 0
+
+
+def _list_del(ops: ftrace_ops, sub: ftrace_ops) -> None:
+    ops.subop_list = tuple(op for op in ops.subop_list if op is not sub)
+
+
+def ftrace_startup_subops(k: Kernel, ops: ftrace_ops, subops: ftrace_ops, command: int) -> int:
+    """ftrace_startup_subops() (ftrace.c, 6.11+): add ``subops`` to the manager ``ops``.
+
+    The first subops: the manager takes copies of its hashes and is started (ftrace_startup).
+    Later ones: the manager's filter becomes the union (empty if either is), its notrace the
+    intersection (empty if either is), through ftrace_update_ops. The subops is then ENABLED|SUBOP
+    and managed by ``ops``; it never goes on ftrace_ops_list itself.
+    """
+    if k.ftrace_disabled:
+        return -Errno.ENODEV
+    ftrace_ops_init(k, ops)
+    ftrace_ops_init(k, subops)
+    if subops.flags & F.ENABLED:
+        k.warn("ftrace_startup_subops", f"{subops.name} is already enabled", once=True)
+        return -Errno.EBUSY
+    fh, sh = ops.hash, subops.hash
+    for h in (fh, sh):                                # make everything canonical
+        if h.filter_hash is None:
+            h.filter_hash = EMPTY_HASH
+        if h.notrace_hash is None:
+            h.notrace_hash = EMPTY_HASH
+    assert fh.filter_hash is not None and fh.notrace_hash is not None
+    assert sh.filter_hash is not None and sh.notrace_hash is not None
+    if not ops.subop_list:
+        saved = (fh.filter_hash, fh.notrace_hash)
+        fh.filter_hash, fh.notrace_hash = sh.filter_hash, sh.notrace_hash   # copy_hash (immutable here)
+        ops.subop_list = (subops,) + ops.subop_list
+        ret = ftrace_startup(k, ops, command)
+        if ret < 0:
+            _list_del(ops, subops)
+            fh.filter_hash, fh.notrace_hash = saved
+        else:
+            subops.flags |= F.ENABLED | FTRACE_OPS_FL_SUBOP
+            subops.managed = ops
+        return ret
+    if ftrace_hash_empty(fh.filter_hash) or ftrace_hash_empty(sh.filter_hash):
+        filter_hash = EMPTY_HASH
+    else:
+        filter_hash = ftrace_hash(fh.filter_hash.ips | sh.filter_hash.ips)
+    if ftrace_hash_empty(fh.notrace_hash) or ftrace_hash_empty(sh.notrace_hash):
+        notrace_hash = EMPTY_HASH
+    else:
+        both = fh.notrace_hash.ips & sh.notrace_hash.ips
+        notrace_hash = ftrace_hash(both) if both else EMPTY_HASH
+    ops.subop_list = (subops,) + ops.subop_list
+    ret = ftrace_update_ops(k, ops, filter_hash, notrace_hash)
+    if ret < 0:
+        _list_del(ops, subops)
+    else:
+        subops.flags |= F.ENABLED | FTRACE_OPS_FL_SUBOP
+        subops.managed = ops
+    return ret
+
+
+def ftrace_shutdown_subops(k: Kernel, ops: ftrace_ops, subops: ftrace_ops, command: int) -> int:
+    """ftrace_shutdown_subops() (ftrace.c, 6.11+): take ``subops`` out of the manager ``ops``.
+
+    The last one: the manager is shut down (ftrace_shutdown) and its hashes emptied. Otherwise the
+    manager's hashes are rebuilt from the others (append_hashes, intersect_hashes) through
+    ftrace_update_ops.
+    """
+    if k.ftrace_disabled:
+        return -Errno.ENODEV
+    if not subops.flags & F.ENABLED:
+        k.warn("ftrace_shutdown_subops", f"{subops.name} is not enabled", once=True)
+        return -Errno.EINVAL
+    _list_del(ops, subops)
+    if not ops.subop_list:
+        ret = ftrace_shutdown(k, ops, command)
+        if ret < 0:
+            ops.subop_list = (subops,) + ops.subop_list
+            return ret
+        ops.hash.filter_hash = EMPTY_HASH
+        ops.hash.notrace_hash = EMPTY_HASH
+        subops.flags &= ~(F.ENABLED | FTRACE_OPS_FL_SUBOP)
+        subops.managed = None
+        return 0
+    ret = ftrace_update_ops(k, ops, append_hashes(ops), intersect_hashes(ops))
+    if ret < 0:
+        ops.subop_list = (subops,) + ops.subop_list
+    else:
+        subops.flags &= ~(F.ENABLED | FTRACE_OPS_FL_SUBOP)
+        subops.managed = None
+    return ret
+
+
+def ftrace_hash_move_and_update_subops(k: Kernel, subops: ftrace_ops, new_hash: ftrace_hash, enable: bool) -> int:
+    """ftrace_hash_move_and_update_subops() (ftrace.c, 6.11+): a new filter (``enable``) or notrace
+    hash for ``subops`` (the hash it shares, e.g. global_ops' for the top instance's
+    function_graph), then the manager's rebuilt from every subops (append_hashes /
+    intersect_hashes) and moved in; on failure the subops' hash is put back."""
+    ops = subops.managed
+    if ops is None or ops.flags & FTRACE_OPS_FL_SUBOP:
+        k.warn("ftrace_hash_move_and_update_subops", f"{subops.name} has no manager", once=True)
+        return -Errno.EINVAL
+    sh = subops.hash
+    saved = sh.filter_hash if enable else sh.notrace_hash
+    moved = EMPTY_HASH if ftrace_hash_empty(new_hash) else new_hash   # __ftrace_hash_move
+    if enable:
+        sh.filter_hash = moved
+        manager_hash = append_hashes(ops)
+    else:
+        sh.notrace_hash = moved
+        manager_hash = intersect_hashes(ops)
+    ret = __ftrace_hash_move_and_update_ops(k, ops, manager_hash, enable)
+    if ret:
+        if enable:
+            sh.filter_hash = saved
+        else:
+            sh.notrace_hash = saved
     return ret
 
 
@@ -832,7 +1035,7 @@ def ftrace_set_hash(k: Kernel, ops: ftrace_ops, buf: str | None, ips: Iterable[i
                 if ret < 0:
                     return ret
         mutex_lock(k, "ftrace_lock")
-        ret = ftrace_hash_move_and_update_ops(k, ops, ftrace_hash(new), enable)
+        ret = k.policy.ftrace_hash_move_and_update_ops(k, ops, ftrace_hash(new), enable)
         mutex_unlock(k, "ftrace_lock")
         return ret
     finally:

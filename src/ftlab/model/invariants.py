@@ -180,7 +180,7 @@ def check_rec_counts(k: Kernel) -> list[str]:
             continue
         ip = cat.ip(i)
         want = all_ops - minus.get(ip, 0) + plus.get(ip, 0)
-        have = ftrace_rec_count(flags)
+        have = ftrace_rec_count(flags, k.ref_max)
         if have != want:
             out.append(f"{_name(k, ip)}: count {have}, but {want} enabled ops cover it")
             if len(out) > 20:

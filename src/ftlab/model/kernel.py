@@ -22,7 +22,7 @@ from .arch import ArchProfile, get_arch
 from .calltable import CallTable
 from .catalogue import Catalogue
 from .copying import clone
-from .flags import FTRACE_FL, ftrace_rec_count
+from .flags import FTRACE_FL, FTRACE_REF_MAX, ftrace_rec_count
 from .naming import Rename
 from .ops import Addr, ftrace_ops
 from .policies import Policy, get_policy
@@ -35,14 +35,16 @@ TRAMP_SIZE = 0x1000
 
 
 class dyn_ftrace(NamedTuple):
-    """struct dyn_ftrace (include/linux/ftrace.h): one call site's address and flags (a snapshot)."""
+    """struct dyn_ftrace (include/linux/ftrace.h): one call site's address and flags (a snapshot);
+    ``ref_max``: the version's FTRACE_REF_MAX, which says which low bits of the flags count."""
 
     ip: int
     flags: int
+    ref_max: int = FTRACE_REF_MAX
 
     @property
     def count(self) -> int:  # type: ignore[override]  # the record's count, not tuple.count
-        return ftrace_rec_count(self.flags)
+        return ftrace_rec_count(self.flags, self.ref_max)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class Kernel:
         self.cat = catalogue
         self.policy: Policy = policy if isinstance(policy, Policy) else get_policy(policy)
         self.arch: ArchProfile = get_arch(arch)
+        #: FTRACE_REF_MAX of the policy's version: the low bits of a record's flags that count
+        self.ref_max = (1 << self.policy.FTRACE_REF_MAX_SHIFT) - 1
         self.recs: dict[int, int] = {}
         self.ftrace_ops_list: list[ftrace_ops] = []  # head first (add_ftrace_ops inserts at head)
         self.direct_functions: dict[int, Addr] = {}  # ip -> direct trampoline
@@ -132,7 +136,7 @@ class Kernel:
 
     def rec(self, ip: int) -> dyn_ftrace:
         """The dyn_ftrace of call site ``ip``."""
-        return dyn_ftrace(ip, self.get_flags(self.rec_index(ip)))
+        return dyn_ftrace(ip, self.get_flags(self.rec_index(ip)), self.ref_max)
 
     def rec_by_name(self, name: str, sympos: int = 0) -> dyn_ftrace:
         return self.rec(self.cat.lookup(name, sympos))
@@ -140,7 +144,7 @@ class Kernel:
     def touched_records(self) -> Iterator[dyn_ftrace]:
         """Records whose flags differ from boot, in record order."""
         for i in sorted(self.recs):
-            yield dyn_ftrace(self.cat.ip(i), self.recs[i])
+            yield dyn_ftrace(self.cat.ip(i), self.recs[i], self.ref_max)
 
     def enabled_records(self) -> Iterator[dyn_ftrace]:
         """Records with FTRACE_FL_ENABLED (what tracefs enabled_functions lists), in record order."""
@@ -177,7 +181,7 @@ class Kernel:
         d = clone
         for name, value in self.__dict__.items():
             if name in ("cat", "policy", "arch", "sched", "current", "ftrace_trace_function",
-                        "saved_ftrace_func", "calls"):
+                        "saved_ftrace_func", "calls", "ref_max"):
                 setattr(new, name, value)
             elif name in ("recs", "direct_functions", "locks", "trampolines"):
                 setattr(new, name, dict(value))

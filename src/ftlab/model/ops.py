@@ -36,7 +36,7 @@ class ftrace_ops:
 
     __slots__ = ("name", "func", "flags", "private", "ops_func", "trampoline", "trampoline_size",
                  "saved_func", "local_hash", "func_hash", "old_hash", "core_data", "owner", "name_template",
-                 "direct_call",
+                 "direct_call", "subop_list", "managed",
                  "__weakref__")
 
     def __init__(self, name: str, func: Addr | None = None, flags: int = 0, *, private: Any = None,
@@ -63,6 +63,10 @@ class ftrace_ops:
         self.func_hash: ftrace_ops_hash | None = None
         self.old_hash = ftrace_ops_hash(f"old_hash[{name}]", None, None)
         self.core_data = core_data
+        #: ops->subop_list (6.11+): the subops a manager ops traces for, head first
+        self.subop_list: tuple[ftrace_ops, ...] = ()
+        #: ops->managed (6.11+): the manager ops of a subops
+        self.managed: ftrace_ops | None = None
 
     # -- convenience ---------------------------------------------------------------------------
     @property
@@ -92,6 +96,8 @@ class ftrace_ops:
         new.local_hash = deepcopy(self.local_hash, memo)
         new.func_hash = deepcopy(self.func_hash, memo)
         new.old_hash = deepcopy(self.old_hash, memo)
+        new.subop_list = tuple(deepcopy(op, memo) for op in self.subop_list) if self.subop_list else ()
+        new.managed = deepcopy(self.managed, memo) if self.managed is not None else None
         return new
 
     def key_name(self, nm: Rename | None = None) -> str:
@@ -118,8 +124,11 @@ class ftrace_ops:
         else:
             pk = repr(p)
         direct_call = self.direct_call if rename_addr is None else rename_addr(self.direct_call)
-        return (self.key_name(nm), self.flags, self.func, self.trampoline, self.hash.key(),
-                self.ops_func is not None, pk, direct_call)
+        key: tuple[Any, ...] = (self.key_name(nm), self.flags, self.func, self.trampoline, self.hash.key(),
+               self.ops_func is not None, pk, direct_call)
+        if self.subop_list:  # a manager (6.11+): whom it traces for, with their filters
+            key += (tuple((op.key_name(nm), op.hash.key()) for op in self.subop_list),)
+        return key
 
 
 __all__ = ["ftrace_ops", "Addr", "OpsFunc", "EMPTY_HASH"]

@@ -666,8 +666,8 @@ class Scenario:
     # -- views -----------------------------------------------------------------------------------
     def show(self, st: dict) -> str | None:
         view = st["view"]
-        if view == "enabled_functions":
-            return read_text(f"{TRACING}/enabled_functions")
+        if view in ("enabled_functions", "touched_functions"):  # 6.1 has no touched_functions: ENOENT
+            return read_text(f"{TRACING}/{view}")
         if view in ("set_ftrace_filter", "set_ftrace_notrace"):
             try:
                 return read_text(f"{TRACING}/{view}")

@@ -78,6 +78,89 @@ class Btf:
             self.funcs.setdefault(name, (fid, self.protos.get(proto, 0)))
 
 
+#: BTF kinds btf_distill_func_proto's __get_type_size looks through (btf_type_is_modifier):
+#: TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG
+_MODIFIERS = {8, 9, 10, 11, 18}
+KIND_INT, KIND_PTR, KIND_STRUCT, KIND_UNION, KIND_ENUM, KIND_ENUM64 = 1, 2, 4, 5, 6, 19
+#: MAX_BPF_FUNC_ARGS (include/linux/bpf.h)
+MAX_BPF_FUNC_ARGS = 12
+
+
+class BtfTypes:
+    """Every type of a BTF blob (and of its base, for a module's split BTF) as far as
+    btf_distill_func_proto reads them: kind, size or referenced type, a FUNC_PROTO's parameters."""
+
+    def __init__(self, data: bytes, base: BtfTypes | None = None) -> None:
+        magic, _version, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
+        if magic != BTF_MAGIC:
+            raise OracleError(f"not BTF (magic 0x{magic:x})")
+        type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
+        self.strings = data[hdr_len + str_off:hdr_len + str_off + str_len]
+        base_str = len(base.strings) if base is not None else 0
+        #: type id -> (kind, size_or_type, params); id 0 is void
+        self.types: list[tuple[int, int, tuple[int, ...]]] = list(base.types) if base is not None else [(0, 0, ())]
+        #: FUNC name -> its FUNC_PROTO's id, the first FUNC of each name (btf_find_by_name_kind)
+        self.funcs: dict[str, int] = {}
+        pos, end = hdr_len + type_off, hdr_len + type_off + type_len
+        while pos < end:
+            name_off, info, size_type = struct.unpack_from("<III", data, pos)
+            pos += 12
+            kind = (info >> 24) & 0x1F
+            vlen = info & 0xFFFF
+            params: tuple[int, ...] = ()
+            if kind == KIND_FUNC_PROTO:
+                params = tuple(struct.unpack_from("<II", data, pos + 8 * i)[1] for i in range(vlen))
+            elif kind == KIND_FUNC:
+                if name_off < base_str and base is not None:
+                    table, off = base.strings, name_off
+                else:
+                    table, off = self.strings, name_off - base_str
+                self.funcs.setdefault(table[off:table.index(b"\0", off)].decode(), size_type)
+            self.types.append((kind, size_type, params))
+            pos += _FIXED.get(kind, 0) + _PER_VLEN.get(kind, 0) * vlen
+
+    def type_size(self, tid: int) -> tuple[int, int]:
+        """__get_type_size() (kernel/bpf/btf.c): (size, kind of the type behind the modifiers);
+        size 0 for void, -1 for a type a trampoline cannot pass (-EINVAL)."""
+        if tid == 0:
+            return 0, 0
+        kind, st, _ = self.types[tid]
+        while kind in _MODIFIERS:
+            tid = st
+            if tid == 0:
+                return 0, 0
+            kind, st, _ = self.types[tid]
+        if kind == KIND_PTR:
+            return 8, kind
+        if kind in (KIND_INT, KIND_ENUM, KIND_ENUM64, KIND_STRUCT, KIND_UNION):
+            return st, kind
+        return -1, kind
+
+    def func_model(self, name: str) -> tuple[tuple[int, bool], ...] | None:
+        """btf_distill_func_proto() (kernel/bpf/btf.c) for the FUNC ``name``: per argument its size
+        and whether it is a struct (BTF_FMODEL_STRUCT_ARG); None where the kernel refuses (more than
+        MAX_BPF_FUNC_ARGS arguments, a struct or unsized return type, variadic, an argument of no
+        size or above 16 bytes) or there is no such FUNC."""
+        proto = self.funcs.get(name)
+        if proto is None:
+            return None
+        kind, ret_type, params = self.types[proto]
+        if kind != KIND_FUNC_PROTO or len(params) > MAX_BPF_FUNC_ARGS:
+            return None
+        size, rkind = self.type_size(ret_type)
+        if size < 0 or rkind in (KIND_STRUCT, KIND_UNION):
+            return None
+        out = []
+        for i, t in enumerate(params):
+            if i == len(params) - 1 and t == 0:
+                return None  # variable args
+            size, akind = self.type_size(t)
+            if size <= 0 or size > 16:
+                return None
+            out.append((size, akind in (KIND_STRUCT, KIND_UNION)))
+        return tuple(out)
+
+
 def parse_btf(data: bytes) -> dict[str, tuple[int, int]]:
     """Every function of a BTF blob: name -> (BTF id, number of arguments)."""
     return Btf(data).funcs
@@ -205,5 +288,5 @@ def kernel_btf(vmlinuz: str, cache_dir: str, modules: dict[str, str] | None = No
     return data
 
 
-__all__ = ["Btf", "parse_btf", "bzimage_payload", "payload_kind", "vmlinux_from_bzimage", "vmlinux_btf",
+__all__ = ["Btf", "BtfTypes", "parse_btf", "bzimage_payload", "payload_kind", "vmlinux_from_bzimage", "vmlinux_btf",
            "elf_section", "kernel_btf"]

@@ -29,9 +29,10 @@ the probe stays armed. The model does exactly this; tests pin it.
 
 The model's probes have a pre_handler that returns 0 and, if asked, a post_handler; the handlers
 emit ("kprobe_pre", label) and ("kprobe_post", label). A probe is named by its ``label``
-(default: the function name). Addresses: the function's record ip (symbol+0, where the fentry
-call is on x86_64). A function missing from the catalogue raises InputError: the model cannot
-tell a non-traceable function (the kernel would use a breakpoint) from a missing one (-ENOENT).
+(default: the function name). Addresses: the function's record ip, where the fentry call is
+on x86_64 (symbol+0, or symbol+4 after an endbr64 under 6.12's IBT). A function missing from
+the catalogue raises InputError: the model cannot tell a non-traceable function (the kernel
+would use a breakpoint) from a missing one (-ENOENT).
 On an architecture without KPROBES_ON_FTRACE a probe would use a breakpoint, which is not
 modelled: registration returns -EOPNOTSUPP there (model convention).
 """
@@ -168,7 +169,7 @@ def __disarm_kprobe_ftrace(k: Kernel, p: kprobe, ops: ftrace_ops, cnt: str) -> i
     ret = ftrace_set_filter_ip(k, ops, p.addr, True, False)
     if ret < 0:
         k.warn("__disarm_kprobe_ftrace",
-               f"Failed to disarm kprobe-ftrace at {k.cat.name_of_ip(p.addr)}+0x0 (error {ret})",
+               f"Failed to disarm kprobe-ftrace at {k.cat.sym_off_of_ip(p.addr)} (error {ret})",
                once=True)
     return ret
 
@@ -242,7 +243,10 @@ def register_aggr_kprobe(k: Kernel, orig_p: kprobe, p: kprobe) -> int:
 
 def register_kprobe(k: Kernel, symbol_name: str, post_handler: bool = False,
                     label: str | None = None, addr: int | None = None) -> int:
-    """register_kprobe() (kernel/kprobes.c), all policies: a probe at ``symbol_name``+0 (its fentry site).
+    """register_kprobe() (kernel/kprobes.c), all policies: a probe at ``symbol_name``'s fentry site.
+
+    That is the record: symbol+0, or symbol+4 after an endbr64 (x86 IBT, 6.12:
+    arch_adjust_kprobe_addr moves offset 0 there), as the catalogue's ``fentry_offsets`` say.
 
     ``label`` names the probe (default: the symbol). Registering a label twice is the kernel's
     re-registration of the same struct kprobe: -EINVAL. ``addr``: the probe's ``kp.addr`` set by
@@ -414,7 +418,8 @@ def kprobe_ftrace_handler(k: Kernel, ops: ftrace_ops, ctx: CallContext) -> None:
 def kprobe_list(k: Kernel) -> str:
     """/sys/kernel/debug/kprobes/list (kernel/kprobes.c: report_probe), reduced.
 
-    One line per probe: ``addr  k  sym+0x0  [FTRACE]`` (``[DISABLED]`` before it if disabled);
+    One line per probe: ``addr  k  sym+0x0  [FTRACE]`` (``sym+0x4`` where the record follows an
+    endbr64, 6.12's IBT; ``[DISABLED]`` before it if disabled);
     a module's probe names the module after the offset, as report_probe does.
     """
     st = kprobe_state(k)
@@ -425,7 +430,7 @@ def kprobe_list(k: Kernel) -> str:
             dis = "  [DISABLED]" if p.disabled else ""
             mod = k.cat.module_of(k.rec_index(addr))
             where = f"  {mod}" if mod is not None else ""
-            lines.append(f"{addr:016x}  k  {k.cat.name_of_ip(addr)}+0x0{where}{dis}  [FTRACE]\n")
+            lines.append(f"{addr:016x}  k  {k.cat.sym_off_of_ip(addr)}{where}{dis}  [FTRACE]\n")
     return "".join(lines)
 
 

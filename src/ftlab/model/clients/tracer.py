@@ -20,12 +20,28 @@ INITIALIZED|PID, filter and notrace hashes starting as EMPTY_HASH, func ftrace_s
 means every record (less the notrace ones, and less the DISABLED records of discarded weak
 functions, which accounting skips).
 
-``echo function_graph > current_tracer`` registers ``graph_ops`` instead (register_ftrace_graph,
-one graph tracer at a time, else -EBUSY): static, INITIALIZED|PID, func ftrace_graph_func
-(x86_64: FTRACE_OPS_GRAPH_STUB is 0), and the *same* hash as global_ops (ASSIGN_OPS_HASH(graph_ops,
-&global_ops.local_hash)), so set_ftrace_filter / set_ftrace_notrace filter it too. A call of a
-traced function emits ("function_graph", name): the entry (function_graph_enter); the return
-side (return_to_handler, which the entry hooks on the stack) is not traced by the model.
+``echo function_graph > current_tracer`` registers the top instance's fgraph user, whose
+structure changed in 6.11 ("ftrace: Rewrite of function graph to allow multiple users"; the
+policy's ``fgraph_array_size``):
+
+* up to 6.10, ``graph_ops`` itself (register_ftrace_graph: one graph tracer at a time, else
+  -EBUSY): static, INITIALIZED|PID, func ftrace_graph_func (x86_64: FTRACE_OPS_GRAPH_STUB is 0),
+  and the *same* hash as global_ops (ASSIGN_OPS_HASH(graph_ops, &global_ops.local_hash)), so
+  set_ftrace_filter / set_ftrace_notrace filter it too;
+* from 6.11, ``funcgraph_ops`` (an fgraph_ops whose ftrace_ops has global_ops' hash:
+  init_array_fgraph_ops) takes one of FGRAPH_ARRAY_SIZE slots of fgraph_array (-ENOSPC when all
+  are taken) and becomes a *subops* of the manager ``graph_ops`` (static, flags 0 on x86_64, func
+  ftrace_graph_func, a hash of its own): the first user starts the manager with copies of its
+  hashes, later ones update its filter to the union and its notrace to the intersection
+  (ftrace_startup_subops), so enabled_functions counts the manager once however many users trace
+  a function. A filter file write while only function_graph runs reaches global_ops' hash, then
+  the manager (the policy's ftrace_hash_move_and_update_ops). Other users (trace instances, the
+  profiler) are :class:`fgraph_ops` a caller registers with :func:`register_ftrace_graph`.
+
+A call of a traced function emits ("function_graph", name) per user that traces it: the entry
+(function_graph_enter: from 6.11, each user of fgraph_array whose ops passes ftrace_ops_test, or
+the only one directly); the return side (return_to_handler, which the entry hooks on the stack)
+is not traced by the model.
 
 Writing set_ftrace_filter / set_ftrace_notrace is open + write + close:
 
@@ -46,7 +62,7 @@ at open. The model does what the kernel does; :func:`tracefs_write` returns the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import InputError
@@ -60,15 +76,16 @@ from ..ftrace import (
     FTRACE_START_FUNC_RET,
     FTRACE_STOP_FUNC_RET,
     FTRACE_STUB,
-    ftrace_hash_move_and_update_ops,
     ftrace_ops_init,
     ftrace_shutdown,
+    ftrace_shutdown_subops,
     ftrace_startup,
+    ftrace_startup_subops,
     register_ftrace_function,
     unregister_ftrace_function,
 )
 from ..glob import match_records, trace_get_user_tokens
-from ..hash import EMPTY_HASH, ftrace_hash
+from ..hash import EMPTY_HASH, ftrace_hash, hash_contains_ip
 from ..kernel import Kernel
 from ..locks import mutex_lock, mutex_unlock
 from ..ops import ftrace_ops
@@ -83,9 +100,42 @@ MODELLED_TRACERS = ("function", "function_graph", "nop")
 FILTER_FILES = ("set_ftrace_filter", "set_ftrace_notrace")
 
 
+#: trace_graph_entry (trace_functions_graph.c): the entry function of a trace instance's fgraph user.
+TRACE_GRAPH_ENTRY = "trace_graph_entry"
+
+
+@dataclass(eq=False)
+class fgraph_ops:
+    """struct fgraph_ops (include/linux/ftrace.h): a function-graph user. ``entryfunc`` names its entry
+    function; ``ops`` (6.11+) is its ftrace_ops, a subops of graph_ops whose hash is its filter;
+    ``idx`` its slot in fgraph_array."""
+
+    __deepcopy__ = fast_deepcopy
+
+    name: str
+    ops: ftrace_ops
+    entryfunc: str = TRACE_GRAPH_ENTRY
+    idx: int = -1
+
+
+def fgraph_init_ops(name: str, src_ops: ftrace_ops | None) -> ftrace_ops:
+    """fgraph_init_ops() (fgraph.c, 6.11+): an fgraph user's ftrace_ops, PID, and with ``src_ops``
+    (the instance's ops) its local_hash as its func_hash, INITIALIZED."""
+    ops = ftrace_ops(name, None, F.PID, core_data=True)
+    if src_ops is not None:
+        ops.func_hash = src_ops.local_hash
+        ops.flags |= F.INITIALIZED
+    return ops
+
+
 @dataclass(eq=False)
 class TracerState:
-    """The top trace_array's function-tracing state, in ``k.subsys["tracer"]``."""
+    """The top trace_array's function-tracing state, in ``k.subsys["tracer"]``, and fgraph.c's.
+
+    ``graph_ops``: up to 6.10 the graph tracer's own ops, from 6.11 the manager; ``funcgraph_ops``
+    (6.11+): the top instance's fgraph user; ``fgraph_array`` / ``fgraph_lru_*`` (6.11+): the users
+    by slot and the LRU table of free slots (empty until the first registration).
+    """
 
     __deepcopy__ = fast_deepcopy
 
@@ -94,9 +144,19 @@ class TracerState:
     current_tracer: str = "nop"
     function_enabled: bool = False  # tr->function_enabled
     ftrace_graph_active: int = 0
+    funcgraph_ops: fgraph_ops | None = None
+    fgraph_array: list[fgraph_ops | None] = field(default_factory=list)
+    fgraph_lru_table: list[int] = field(default_factory=list)
+    fgraph_lru_next: int = 0
+    fgraph_lru_last: int = 0
 
     def key(self, nm: object = None) -> tuple[Any, ...]:
-        return (self.current_tracer, self.function_enabled, self.global_ops.func, self.ftrace_graph_active)
+        key: tuple[Any, ...] = (self.current_tracer, self.function_enabled, self.global_ops.func,
+                                self.ftrace_graph_active)
+        if self.fgraph_array:  # 6.11+: who is in which slot, and the order slots are handed out in
+            key += (tuple(g.name if g is not None else None for g in self.fgraph_array),
+                    tuple(self.fgraph_lru_table), self.fgraph_lru_next, self.fgraph_lru_last)
+        return key
 
 
 def _new_global_ops() -> ftrace_ops:
@@ -109,19 +169,32 @@ def _new_global_ops() -> ftrace_ops:
 
 
 def _new_graph_ops(global_ops: ftrace_ops) -> ftrace_ops:
-    """graph_ops (kernel/trace/fgraph.c): static, INITIALIZED|PID, func ftrace_graph_func, and
-    global_ops' local_hash as its hash (one object: filters written for global_ops filter it)."""
+    """graph_ops (kernel/trace/fgraph.c, up to 6.10): static, INITIALIZED|PID, func ftrace_graph_func,
+    and global_ops' local_hash as its hash (one object: filters written for global_ops filter it)."""
     ops = ftrace_ops("graph_ops", FTRACE_GRAPH_FUNC, F.INITIALIZED | F.PID, core_data=True)
     ops.func_hash = global_ops.local_hash  # ASSIGN_OPS_HASH(graph_ops, &global_ops.local_hash)
     return ops
 
 
+def _new_graph_manager() -> ftrace_ops:
+    """graph_ops (kernel/trace/fgraph.c, 6.11+): the manager of every fgraph user: static, flags
+    FTRACE_OPS_GRAPH_STUB (0 on x86_64), func ftrace_graph_func, no trampoline preset (x86_64 has
+    no FTRACE_GRAPH_TRAMP_ADDR); its hash is its own (ftrace_ops_init at the first subops)."""
+    return ftrace_ops("graph_ops", FTRACE_GRAPH_FUNC, 0, core_data=True)
+
+
 def tracer_state(k: Kernel) -> TracerState:
-    """The tracer state of ``k`` (created with global_ops and graph_ops on first use)."""
+    """The tracer state of ``k`` (created with global_ops and graph_ops -- from 6.11 also the top
+    instance's funcgraph_ops, init_array_fgraph_ops -- on first use)."""
     st = k.subsys.get("tracer")
     if st is None:
         g = _new_global_ops()
-        st = k.subsys["tracer"] = TracerState(g, _new_graph_ops(g))
+        if k.policy.fgraph_array_size:
+            st = TracerState(g, _new_graph_manager(),
+                             funcgraph_ops=fgraph_ops("funcgraph_ops", fgraph_init_ops("funcgraph_ops", g)))
+        else:
+            st = TracerState(g, _new_graph_ops(g))
+        k.subsys["tracer"] = st
         install(k, CALLS)
     return st
 
@@ -144,40 +217,133 @@ def function_trace_call(k: Kernel, op: ftrace_ops, ctx: CallContext) -> None:
 
 
 
-def ftrace_graph_func(k: Kernel, op: ftrace_ops, ctx: CallContext) -> None:
-    """ftrace_graph_func() (arch/x86/kernel/ftrace.c), all policies: the graph tracer's entry
-    (prepare_ftrace_return -> function_graph_enter), recorded as ("function_graph", name)."""
+def trace_graph_entry(k: Kernel, gops: fgraph_ops, ctx: CallContext) -> None:
+    """trace_graph_entry() (kernel/trace/trace_functions_graph.c), all policies: the graph tracer's
+    entry of a call, recorded as ("function_graph", name)."""
     ctx.emit("function_graph", ctx.name)
 
 
+#: The entry functions of fgraph users the model knows.
+ENTRY_FUNCS = {TRACE_GRAPH_ENTRY: trace_graph_entry}
 
 
-def register_ftrace_graph(k: Kernel) -> int:
-    """register_ftrace_graph() (kernel/trace/fgraph.c), all policies: -EBUSY if a graph tracer is
-    on, else start graph_ops (ftrace_startup, FTRACE_START_FUNC_RET) under ftrace_lock."""
+def ftrace_graph_func(k: Kernel, op: ftrace_ops, ctx: CallContext) -> None:
+    """ftrace_graph_func() (arch/x86/kernel/ftrace.c), all policies: prepare_ftrace_return ->
+    function_graph_enter. Up to 6.10 the one graph tracer's entry; from 6.11 the only user's
+    directly (fgraph_do_direct), else every user of fgraph_array whose ops traces the function."""
     st = tracer_state(k)
+    if not k.policy.fgraph_array_size:
+        ctx.emit("function_graph", ctx.name)
+        return
+    users = [g for g in st.fgraph_array if g is not None]
+    for gops in users:
+        if len(users) > 1 and not hash_contains_ip(ctx.ip, gops.ops.hash):
+            continue
+        entry = ENTRY_FUNCS.get(gops.entryfunc)
+        if entry is None:
+            ctx.emit("unmodelled", f"fgraph entry function {gops.entryfunc} of {gops.name}")
+            continue
+        entry(k, gops, ctx)
+
+
+def fgraph_lru_init(st: TracerState, size: int) -> None:
+    """fgraph_lru_init() (fgraph.c, 6.11+): every slot free, in index order."""
+    st.fgraph_lru_table = list(range(size))
+
+
+def fgraph_lru_alloc_index(st: TracerState) -> int:
+    """fgraph_lru_alloc_index() (fgraph.c, 6.11+): the least recently freed slot, -1 if none."""
+    idx = st.fgraph_lru_table[st.fgraph_lru_next]
+    if idx == -1:
+        return -1
+    st.fgraph_lru_table[st.fgraph_lru_next] = -1
+    st.fgraph_lru_next = (st.fgraph_lru_next + 1) % len(st.fgraph_lru_table)
+    return idx
+
+
+def fgraph_lru_release_index(k: Kernel, st: TracerState, idx: int) -> int:
+    """fgraph_lru_release_index() (fgraph.c, 6.11+): slot ``idx`` back to the table's end."""
+    size = len(st.fgraph_lru_table)
+    if idx < 0 or idx >= size:
+        return -1
+    if st.fgraph_lru_table[st.fgraph_lru_last] != -1:
+        k.warn("fgraph_lru_release_index", f"slot {idx} released into a full table", once=True)
+        return -1
+    st.fgraph_lru_table[st.fgraph_lru_last] = idx
+    st.fgraph_lru_last = (st.fgraph_lru_last + 1) % size
+    return 0
+
+
+def register_ftrace_graph(k: Kernel, gops: fgraph_ops | None = None) -> int:
+    """register_ftrace_graph(gops) (kernel/trace/fgraph.c), under ftrace_lock; ``gops``: the top
+    instance's user by default.
+
+    Up to 6.10: -EBUSY if a graph tracer is on, else start graph_ops (ftrace_startup,
+    FTRACE_START_FUNC_RET). From 6.11 (``k.policy.fgraph_array_size``): a slot of fgraph_array
+    (-ENOSPC when none is free), then ftrace_startup_subops(graph_ops, gops->ops) --
+    FTRACE_START_FUNC_RET for the first user only; a failure gives the slot back.
+    """
+    st = tracer_state(k)
+    size = k.policy.fgraph_array_size
     mutex_lock(k, "ftrace_lock")
-    if st.ftrace_graph_active:
-        ret = -Errno.EBUSY
+    if not size:
+        if st.ftrace_graph_active:
+            ret = -Errno.EBUSY
+        else:
+            st.ftrace_graph_active += 1
+            ret = ftrace_startup(k, st.graph_ops, FTRACE_START_FUNC_RET)
+        mutex_unlock(k, "ftrace_lock")
+        return ret
+    if gops is None:
+        assert st.funcgraph_ops is not None
+        gops = st.funcgraph_ops
+    if not st.fgraph_array:
+        st.fgraph_array = [None] * size
+        fgraph_lru_init(st, size)
+    i = fgraph_lru_alloc_index(st)
+    if i < 0 or st.fgraph_array[i] is not None:
+        mutex_unlock(k, "ftrace_lock")
+        return -Errno.ENOSPC
+    gops.idx = i
+    st.ftrace_graph_active += 1
+    command = FTRACE_START_FUNC_RET if st.ftrace_graph_active == 1 else 0
+    ret = ftrace_startup_subops(k, st.graph_ops, gops.ops, command)
+    if not ret:
+        st.fgraph_array[i] = gops
     else:
-        st.ftrace_graph_active += 1
-        ret = ftrace_startup(k, st.graph_ops, FTRACE_START_FUNC_RET)
+        st.ftrace_graph_active -= 1
+        fgraph_lru_release_index(k, st, i)
     mutex_unlock(k, "ftrace_lock")
     return ret
 
 
-def unregister_ftrace_graph(k: Kernel) -> None:
-    """unregister_ftrace_graph() (kernel/trace/fgraph.c), all policies: stop graph_ops if on."""
+def unregister_ftrace_graph(k: Kernel, gops: fgraph_ops | None = None) -> None:
+    """unregister_ftrace_graph(gops) (kernel/trace/fgraph.c), under ftrace_lock. Up to 6.10: stop
+    graph_ops if on. From 6.11: if ``gops`` holds its slot, free it and ftrace_shutdown_subops
+    (FTRACE_STOP_FUNC_RET for the last user)."""
     st = tracer_state(k)
     mutex_lock(k, "ftrace_lock")
-    if st.ftrace_graph_active:
+    if not k.policy.fgraph_array_size:
+        if st.ftrace_graph_active:
+            st.ftrace_graph_active -= 1
+            ftrace_shutdown(k, st.graph_ops, FTRACE_STOP_FUNC_RET)
+        mutex_unlock(k, "ftrace_lock")
+        return
+    if gops is None:
+        assert st.funcgraph_ops is not None
+        gops = st.funcgraph_ops
+    if (st.ftrace_graph_active and 0 <= gops.idx < len(st.fgraph_array) and st.fgraph_array[gops.idx] is gops
+            and fgraph_lru_release_index(k, st, gops.idx) == 0):
+        st.fgraph_array[gops.idx] = None
         st.ftrace_graph_active -= 1
-        ftrace_shutdown(k, st.graph_ops, FTRACE_STOP_FUNC_RET)
+        command = FTRACE_STOP_FUNC_RET if not st.ftrace_graph_active else 0
+        ftrace_shutdown_subops(k, st.graph_ops, gops.ops, command)
     mutex_unlock(k, "ftrace_lock")
 
 
 def graph_trace_init(k: Kernel) -> int:
-    """graph_trace_init() (kernel/trace/trace_functions_graph.c), all policies: register_ftrace_graph."""
+    """graph_trace_init() (kernel/trace/trace_functions_graph.c), all policies: register_ftrace_graph
+    of the instance's user (6.11+: tr->gops, the top instance's funcgraph_ops)."""
     return register_ftrace_graph(k)
 
 
@@ -321,7 +487,7 @@ def tracefs_write(k: Kernel, file: str, text: str, append: bool = False) -> int:
     # release
     mutex_lock(k, fh.regex_lock)
     mutex_lock(k, "ftrace_lock")
-    ftrace_hash_move_and_update_ops(k, ops, ftrace_hash(work), enable)
+    k.policy.ftrace_hash_move_and_update_ops(k, ops, ftrace_hash(work), enable)
     mutex_unlock(k, "ftrace_lock")
     mutex_unlock(k, fh.regex_lock)
     if ret < 0 and work != (set(orig.ips) if orig is not None else set()):
@@ -364,7 +530,8 @@ def read_set_ftrace_notrace(k: Kernel) -> str:
 CALLS = CallTable(callbacks={FUNCTION_TRACE_CALL: function_trace_call, FTRACE_GRAPH_FUNC: ftrace_graph_func})
 
 
-__all__ = ["TracerState", "tracer_state", "global_ops", "function_trace_call", "tracing_set_tracer",
+__all__ = ["TracerState", "fgraph_ops", "fgraph_init_ops", "register_ftrace_graph", "unregister_ftrace_graph",
+           "tracer_state", "global_ops", "function_trace_call", "tracing_set_tracer",
            "current_tracer", "tracefs_write", "set_ftrace_filter", "set_ftrace_notrace",
            "read_current_tracer", "read_set_ftrace_filter", "read_set_ftrace_notrace",
            "FUNCTION_TRACE_CALL"]

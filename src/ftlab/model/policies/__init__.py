@@ -58,6 +58,20 @@ if TYPE_CHECKING:  # pragma: no cover
     TrFn = Callable[[Kernel, bpf_trampoline], None]
 
 
+#: %pS sizes (``symbol+0x0/0x<size>``: kallsyms' distance to the next symbol) of the ftrace symbols
+#: that records and views print, as Debian's 6.1.0-56/-57-amd64 has them (measured: FACTS.md of
+#: tests/data/oracle-6.12, real-kernel-oracle.md): every version's table unless it has its own.
+SYMBOL_SIZES_6_1: Mapping[str, int] = types.MappingProxyType({
+    "ftrace_regs_caller": 0x58,
+    "call_direct_funcs": 0x30,
+    "arch_ftrace_ops_list_func": 0x1D0,
+    "klp_ftrace_handler": 0x110,
+    "kprobe_ftrace_handler": 0x1B0,
+    "function_trace_call": 0x120,
+    "ftrace_graph_func": 0x10,
+})
+
+
 class _Absent:
     """The entry of a slot that a kernel version does not have: calling it is a ModelError."""
 
@@ -125,6 +139,10 @@ class Policy:
     modify_direct_body: DirectFn
     #: call_direct_funcs: the func of every direct ops (the trampoline by ip until 6.3, ops->direct_call from 6.4)
     call_direct_funcs: Callable[[Kernel, ftrace_ops, CallContext], None]
+    #: ftrace_hash_move_and_update_ops(ops, new_hash, enable): a filter or notrace write (6.11+:
+    #: a subops', or that of a disabled ops whose hash an enabled subops shares, goes through the
+    #: manager: ftrace_hash_move_and_update_subops)
+    ftrace_hash_move_and_update_ops: Callable[[Kernel, ftrace_ops, ftrace_hash, bool], int]
 
     # -- kernel/bpf/trampoline.c, include/linux/bpf.h ----------------------------------------
     #: BPF_TRAMP_F_* of the version's bpf.h
@@ -146,6 +164,34 @@ class Policy:
     kprobe_ftrace_kill: bool = False
     #: __disarm_kprobe_ftrace returns 0 at once once ftrace is killed (e113f0b46d19)
     kprobe_disarm_when_killed: bool = False
+
+    # -- include/linux/ftrace.h: struct dyn_ftrace ----------------------------------------------
+    #: FTRACE_REF_MAX_SHIFT: the low bits of dyn_ftrace->flags that count the record's users (23
+    #: up to 6.2; 19 from 6.4, below CALL_OPS, CALL_OPS_EN, TOUCHED and MODIFIED)
+    FTRACE_REF_MAX_SHIFT: int = 23
+    #: FTRACE_FL_CALL_OPS / CALL_OPS_EN exist (v6.3, "ftrace: Add DYNAMIC_FTRACE_WITH_CALL_OPS"):
+    #: enabled_functions prints their ``O`` column; x86_64 has no DYNAMIC_FTRACE_WITH_CALL_OPS, so
+    #: it never sets them
+    rec_call_ops: bool = False
+    #: FTRACE_FL_TOUCHED and FTRACE_FL_MODIFIED exist (v6.4: 6ce2c04fcbca "ftrace: Add MODIFIED flag
+    #: to show if IPMODIFY or direct was attached", "ftrace: Show all functions ever enabled in
+    #: touched_functions"): ftrace_check_record sets ENABLED|TOUCHED on an update that enables a
+    #: record and MODIFIED if the record has DIRECT or IPMODIFY then; nothing clears them
+    #: (FTRACE_NOCLEAR_FLAGS); enabled_functions prints the ``M`` column; tracefs has
+    #: touched_functions
+    rec_touched_modified: bool = False
+
+    # -- kernel/trace/fgraph.c ------------------------------------------------------------------
+    #: FGRAPH_ARRAY_SIZE (v6.11, "ftrace: Rewrite of function graph to allow multiple users"): up
+    #: to this many function-graph users, each a subops of the manager graph_ops (registered once,
+    #: filter the union, notrace the intersection), -ENOSPC beyond; 0: before 6.11, one user,
+    #: graph_ops itself on global_ops' hash, -EBUSY for a second
+    fgraph_array_size: int = 0
+
+    # -- what %pS prints -------------------------------------------------------------------------
+    #: the sizes of the version's ftrace symbols as %pS prints them (kallsyms), where measured;
+    #: other symbols get views.DEFAULT_SIZE, BPF images their own size
+    symbol_sizes: Mapping[str, int] = field(default_factory=lambda: SYMBOL_SIZES_6_1)
 
     changes: tuple[str, ...] = ()
     mutations: tuple[str, ...] = ()
@@ -179,7 +225,9 @@ class Policy:
 
 #: The table's data (what an overlay may also replace, but no function).
 _DATA: frozenset[str] = frozenset({"ftrace_ops_cmd", "MULTI_FLAGS", "has_share_ipmodify_flag", "BPF_TRAMP_F",
-                                   "kprobe_ftrace_kill", "kprobe_disarm_when_killed"})
+                                   "kprobe_ftrace_kill", "kprobe_disarm_when_killed",
+                                   "FTRACE_REF_MAX_SHIFT", "rec_call_ops", "rec_touched_modified",
+                                   "symbol_sizes", "fgraph_array_size"})
 #: The names of the table's function slots.
 _SLOTS: frozenset[str] = frozenset(
     f.name for f in dataclasses.fields(Policy)

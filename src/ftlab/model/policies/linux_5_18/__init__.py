@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ...ftrace import ftrace_hash_move_and_update_ops
 from .. import Overlay, Policy, absent, shared
 from ..shared import bpf_tramp_image_alloc  # noqa: F401 (re-exported)
 from .ftrace import (  # noqa: F401
@@ -53,6 +54,7 @@ BASE = Policy(
     modify_direct=modify_ftrace_direct_multi,
     modify_direct_nolock=absent("modify_ftrace_direct_multi_nolock"),
     call_direct_funcs=shared.call_direct_funcs,
+    ftrace_hash_move_and_update_ops=ftrace_hash_move_and_update_ops,
     modify_direct_body=absent("__modify_ftrace_direct_multi"),
     BPF_TRAMP_F=BPF_TRAMP_F,
     bpf_trampoline_lookup_fops=bpf_trampoline_lookup_fops,

@@ -10,6 +10,7 @@ no selector), :mod:`.backports`. The IPMODIFY rules are the merged design's (:mo
 
 from __future__ import annotations
 
+from ...ftrace import ftrace_hash_move_and_update_ops
 from .. import Overlay, Policy, merged, shared
 from ..merged import (  # noqa: F401 (re-exported)
                       __ftrace_hash_update_ipmodify,
@@ -47,6 +48,7 @@ BASE = Policy(
     modify_direct=shared.modify_ftrace_direct_multi,
     modify_direct_nolock=shared.modify_ftrace_direct_multi_nolock,
     call_direct_funcs=shared.call_direct_funcs,
+    ftrace_hash_move_and_update_ops=ftrace_hash_move_and_update_ops,
     modify_direct_body=__modify_ftrace_direct_multi,
     BPF_TRAMP_F=BPF_TRAMP_F,
     bpf_trampoline_lookup_fops=shared.bpf_trampoline_lookup_fops,

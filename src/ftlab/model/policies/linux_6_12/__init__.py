@@ -6,11 +6,18 @@ e113f0b46d19 (``OVERLAYS``: :mod:`.changes`), as Debian ships it from 6.12.78 on
 ``linux-6.12.58`` is ``BASE`` plus d05cb470663a, a 6.12 build before the live patch + fexit fix.
 What differs from 6.1: :mod:`.ftrace` (the direct API without ``_multi``, ops->direct_call),
 :mod:`.trampoline` (image sizes, the retry that frees the image, no module references), and
-kprobes going inert once ftrace is killed (1a7d0890dd4a, v6.10). The IPMODIFY rules are the
-merged design's (:mod:`..merged`), the same code as 6.1's.
+kprobes going inert once ftrace is killed (1a7d0890dd4a, v6.10), and the table's data for the
+records: the dyn_ftrace flags CALL_OPS (v6.3; never set on x86_64), TOUCHED and MODIFIED (v6.4),
+with FTRACE_REF_MAX_SHIFT 19, the %pS sizes of its kernel, and function_graph's users as subops of
+one manager graph_ops (v6.11: :data:`FGRAPH_ARRAY_SIZE`, :func:`.ftrace.ftrace_hash_move_and_update_ops`).
+The IPMODIFY rules are the merged design's (:mod:`..merged`), the
+same code as 6.1's.
 """
 
 from __future__ import annotations
+
+import types
+from collections.abc import Mapping
 
 from .. import Overlay, Policy, merged, shared
 from ..merged import ftrace_ops_cmd
@@ -26,6 +33,7 @@ from .ftrace import (  # noqa: F401 (re-exported)
     MULTI_FLAGS,
     __modify_ftrace_direct,
     call_direct_funcs,
+    ftrace_hash_move_and_update_ops,
     register_ftrace_direct,
     unregister_direct,
     unregister_ftrace_direct,
@@ -38,6 +46,24 @@ from .trampoline import (  # noqa: F401 (re-exported)
     register_fentry,
     unregister_fentry,
 )
+
+#: %pS sizes of Debian's 6.12.95+deb12-amd64, measured in the oracle's guest (kallsyms' distance to
+#: the next symbol, and every record printed: tests/data/oracle-6.12/FACTS.md, section 2);
+#: ftrace_stub is what touched_functions' count-0 records name while no ops is registered.
+SYMBOL_SIZES: Mapping[str, int] = types.MappingProxyType({
+    "ftrace_caller": 0x74,
+    "ftrace_regs_caller": 0x65,
+    "call_direct_funcs": 0x20,
+    "arch_ftrace_ops_list_func": 0x1D0,
+    "klp_ftrace_handler": 0x100,
+    "kprobe_ftrace_handler": 0x1D0,
+    "function_trace_call": 0x110,
+    "ftrace_graph_func": 0x20,
+    "ftrace_stub": 0x20,
+})
+
+#: FGRAPH_ARRAY_SIZE (kernel/trace/fgraph.c, 6.11+: FGRAPH_INDEX_BITS): at most 16 fgraph users.
+FGRAPH_ARRAY_SIZE = 16
 
 BASE = Policy(
     name=__name__, kernel="Linux 6.12", description="the 6.12 base",
@@ -54,6 +80,7 @@ BASE = Policy(
     modify_direct_nolock=shared.modify_ftrace_direct_multi_nolock,
     modify_direct_body=__modify_ftrace_direct,
     call_direct_funcs=call_direct_funcs,
+    ftrace_hash_move_and_update_ops=ftrace_hash_move_and_update_ops,
     BPF_TRAMP_F=BPF_TRAMP_F,
     bpf_trampoline_lookup_fops=shared.bpf_trampoline_lookup_fops,
     bpf_trampoline_put_fops=merged.bpf_trampoline_put_fops,
@@ -63,6 +90,8 @@ BASE = Policy(
     bpf_trampoline_update=bpf_trampoline_update,
     bpf_tramp_ftrace_ops_func=merged.bpf_tramp_ftrace_ops_func,
     kprobe_ftrace_kill=True,
+    FTRACE_REF_MAX_SHIFT=19, rec_call_ops=True, rec_touched_modified=True,
+    symbol_sizes=SYMBOL_SIZES, fgraph_array_size=FGRAPH_ARRAY_SIZE,
 )
 
 #: The registry's changes, as this base takes them.

@@ -20,6 +20,7 @@ is assigned, as in 6.1.
 
 from __future__ import annotations
 
+from ... import ftrace as core
 from ...calls import CallContext, arch_ftrace_set_direct_caller
 from ...direct import (
     CALL_DIRECT_FUNCS,
@@ -29,9 +30,15 @@ from ...direct import (
     tmp_ops,
 )
 from ...errno import Errno
-from ...flags import OPSF
-from ...ftrace import FTRACE_REGS_ADDR, ftrace_find_rec_direct, ftrace_free_filter, ftrace_ops_init
-from ...hash import ftrace_hash_empty
+from ...flags import FTRACE_OPS_FL_SUBOP, OPSF
+from ...ftrace import (
+    FTRACE_REGS_ADDR,
+    ftrace_find_rec_direct,
+    ftrace_free_filter,
+    ftrace_hash_move_and_update_subops,
+    ftrace_ops_init,
+)
+from ...hash import ftrace_hash, ftrace_hash_empty
 from ...kernel import Kernel
 from ...locks import mutex_lock, mutex_unlock
 from ...ops import Addr, ftrace_ops
@@ -146,3 +153,19 @@ def repoint_direct(k: Kernel, ops: ftrace_ops, hash: object, addr: Addr) -> None
                 k.direct_functions[ip] = addr
     ops.direct_call = addr
     mutex_unlock(k, "ftrace_lock")
+
+
+def ftrace_hash_move_and_update_ops(k: Kernel, ops: ftrace_ops, new_hash: ftrace_hash, enable: bool) -> int:
+    """ftrace_hash_move_and_update_ops() (ftrace.c, 6.11+): a subops' new hash goes through its manager
+    (ftrace_hash_move_and_update_subops); so does that of an ops that is not enabled but shares its
+    func_hash with an enabled subops of some manager on ftrace_ops_list (global_ops while the top
+    instance's function_graph runs: its filter files write global_ops' hash); else as before 6.11."""
+    if ops.flags & FTRACE_OPS_FL_SUBOP:
+        return ftrace_hash_move_and_update_subops(k, ops, new_hash, enable)
+    if not ops.flags & F.ENABLED:
+        for op in list(k.ftrace_ops_list):
+            for sub in op.subop_list:
+                if sub.flags & F.ENABLED and sub.func_hash is ops.func_hash:
+                    return ftrace_hash_move_and_update_subops(k, sub, new_hash, enable)
+    # __ftrace_hash_move_and_update_ops: what ftrace_hash_move_and_update_ops was before 6.11
+    return core.ftrace_hash_move_and_update_ops(k, ops, new_hash, enable)

@@ -8,9 +8,9 @@ fops' put, is in :mod:`..merged`; bpf_trampoline_lookup's fops block and modify_
    filter (``free_filters`` false) and register_fentry resets it (``reset`` 1).
 2. Module references are the program's, not the trampoline's (2a6427ca8f3a, v6.4): no
    bpf_trampoline_module_get / put here.
-3. An image is sized before it is allocated (arch_bpf_trampoline_size) and comes from the
-   bpf_prog_pack allocator, so its ksym's size is the image's; every -EAGAIN retry frees the
-   image and builds a new one.
+3. An image is sized before it is allocated (arch_bpf_trampoline_size: the JIT's dry run,
+   :mod:`.bpf_jit`) and comes from the bpf_prog_pack allocator, so its ksym's size is the
+   image's; every -EAGAIN retry frees the image and builds a new one.
 4. The -EAGAIN retry resets tr->fops' func and trampoline as 6.1 does, until 56b3c85e153b
    (6.12.59) moved that reset into register_ftrace_direct's failure path (:mod:`.changes`).
 5. register_fentry ignores ftrace_set_filter_ip's answer until fea3f5e83c5c (6.12.63).
@@ -28,6 +28,7 @@ from ...errno import Errno
 from ...ftrace import ftrace_location, ftrace_set_filter_ip
 from ...kernel import Kernel
 from ...ops import Addr
+from .bpf_jit import FALLBACK_MODEL, __arch_prepare_bpf_trampoline_len
 
 #: PAGE_SIZE: the largest image bpf_trampoline_update accepts (-E2BIG above).
 PAGE_SIZE = 0x1000
@@ -77,9 +78,17 @@ def unregister_fentry(k: Kernel, tr: bt.bpf_trampoline, old_addr: Addr) -> int:
 def arch_bpf_trampoline_size(k: Kernel, flags: int, tlinks: tuple[tuple[bt.BpfProgram, ...], ...],
                              tr: bt.bpf_trampoline) -> int:
     """arch_bpf_trampoline_size() (arch/x86/net/bpf_jit_comp.c, 6.6+): the size of the image the JIT
-    would build, by a dry run. The model has no JIT: it answers one page until the image sizes
-    measured on the real kernel are modelled."""
-    return PAGE_SIZE
+    builds for ``flags`` and ``tlinks`` on ``tr``'s function, by a dry run of
+    __arch_prepare_bpf_trampoline (:mod:`.bpf_jit`).
+
+    The function's model (tr->func.model: its arguments' sizes, btf_distill_func_proto) is its
+    record's in the catalogue (the kernel's BTF, shipped with 6.12's catalogue); a function whose
+    model the catalogue does not carry gets the kernel's no-prototype model, five u64 arguments.
+    """
+    i = k.cat.index(tr.func_addr)
+    m = k.cat.func_model(i) if i is not None else None
+    return __arch_prepare_bpf_trampoline_len(m if m is not None else FALLBACK_MODEL, flags,
+                                             tuple(len(progs) for progs in tlinks), k.policy.BPF_TRAMP_F)
 
 
 def bpf_tramp_image_alloc(k: Kernel, tr: bt.bpf_trampoline, size: int) -> bt.bpf_tramp_image:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ...flags import ftrace_ops_cmd
+from ...ftrace import ftrace_hash_move_and_update_ops
 from .. import Overlay, Policy, absent, shared
 from ..shared import (  # noqa: F401 (re-exported)
                       bpf_tramp_image_alloc,  # noqa: F401 (re-exported)
@@ -48,6 +49,7 @@ BASE = Policy(
     modify_direct=shared.modify_ftrace_direct_multi,
     modify_direct_nolock=shared.modify_ftrace_direct_multi_nolock,
     call_direct_funcs=shared.call_direct_funcs,
+    ftrace_hash_move_and_update_ops=ftrace_hash_move_and_update_ops,
     modify_direct_body=__modify_ftrace_direct_multi,
     BPF_TRAMP_F=BPF_TRAMP_F,
     bpf_trampoline_lookup_fops=shared.bpf_trampoline_lookup_fops,
